@@ -1,0 +1,1 @@
+"""The ``cnnkit`` command: one thin module per command group."""
