@@ -12,9 +12,10 @@ import argparse
 import sys
 
 from cnnkit import __version__
+from cnnkit.cli import models as models_commands
 from cnnkit.cli import ops as ops_commands
 
-COMMAND_GROUPS = [ops_commands]
+COMMAND_GROUPS = [ops_commands, models_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,5 @@
+"""Commands on networks: models, summary."""
+
+
+def add_commands(subparsers) -> None:
+    pass
