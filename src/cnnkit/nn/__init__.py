@@ -1,0 +1,4 @@
+"""Building blocks as modules, the compact network description and the per-layer summary."""
+
+from cnnkit.nn.description import LENET_DESCRIPTION, DescriptionError, build_network, describe, parse_description
+from cnnkit.nn.layers import ACTIVATIONS, ConvBlock, FullyConnectedBlock, activation_layer, pooling_layer
