@@ -1,0 +1,66 @@
+"""The model registry: architectures by name.
+
+Each family module decorates its builder functions with :func:`register_model`; the builder's
+function name is the model's name. :func:`create_model` looks a name up, builds the model and
+optionally loads weights; :func:`list_models` lists the names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+
+from torch import nn
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_model(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register ``builder`` under its function name and return it unchanged.
+
+    A builder takes ``num_classes`` and ``in_channels`` keywords (with its own defaults) and
+    returns an ``nn.Module``. Registering a second builder under a taken name raises ``ValueError``.
+    """
+    name = builder.__name__
+    if name in _BUILDERS:
+        raise ValueError(f"model {name!r} is already registered (by {_BUILDERS[name].__module__})")
+    _BUILDERS[name] = builder
+    return builder
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_BUILDERS)
+
+
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Build the model registered as ``name``, then load ``weights`` (a file path) if given.
+
+    ``num_classes`` and ``in_channels`` left as None take the builder's defaults (1000 and 3 for
+    ImageNet models, 10 for the CIFAR ResNets and LeNets, 1 input channel for LeNet-5); other
+    keyword arguments go to the builder. Weights are loaded by
+    :func:`cnnkit.models.weights.load_weights`. An unknown name raises ``ValueError`` naming
+    the closest registered names.
+    """
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        close = difflib.get_close_matches(name, _BUILDERS, n=5, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known models: {', '.join(list_models())}"
+        raise ValueError(f"unknown model {name!r}; {hint}")
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_channels is not None:
+        kwargs["in_channels"] = in_channels
+    model = builder(**kwargs)
+    if weights is not None:
+        from cnnkit.models.weights import load_weights
+
+        load_weights(model, weights)
+    return model
