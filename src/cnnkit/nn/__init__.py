@@ -2,3 +2,4 @@
 
 from cnnkit.nn.description import LENET_DESCRIPTION, DescriptionError, build_network, describe, parse_description
 from cnnkit.nn.layers import ACTIVATIONS, ConvBlock, FullyConnectedBlock, activation_layer, pooling_layer
+from cnnkit.nn.summary import LayerSummary, Summary, summarize
