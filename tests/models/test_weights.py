@@ -214,14 +214,23 @@ def test_reset_head_loads_the_trunk_and_reinitialises_the_classifier(tmp_path):
     path = tmp_path / "imagenet_head.pth"
     torch.save(source.state_dict(), path)
     model = TinyNet(num_classes=10)
-    with torch.no_grad():
-        model.fc.weight.fill_(123.0)  # a reset head must not keep a stale value
+    fresh_head = model.fc.weight.detach().clone()
     report = load_weights(model, path, reset_head=True)
     assert sorted(report.reset) == ["fc.bias", "fc.weight"]
     assert "fc" in str(report) and "freshly initialised" in str(report)
     assert torch.equal(model.conv1.weight, source.conv1.weight)
     assert torch.equal(model.bn1.running_var, source.bn1.running_var)
-    assert model.fc.weight.shape == (10, 8) and model.fc.weight.abs().max() < 1.0
+    assert torch.equal(model.fc.weight, fresh_head)  # the model's own initialisation
+
+
+def test_reset_head_with_a_backbone_only_file(tmp_path):
+    source = trained_tiny()
+    path = tmp_path / "backbone.pth"
+    torch.save({k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}, path)
+    with pytest.raises(WeightsMismatchError, match="missing from the file.*fc.weight"):
+        load_weights(TinyNet(), path)
+    report = load_weights(TinyNet(), path, reset_head=True)
+    assert sorted(report.reset) == ["fc.bias", "fc.weight"] and report.missing == []
 
 
 def test_reset_head_keeps_a_classifier_of_the_same_shape(tmp_path):

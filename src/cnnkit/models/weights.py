@@ -131,8 +131,9 @@ def load_weights(
     strict: raise `WeightsMismatchError` unless every key matches by name and shape.
         ``strict=False`` loads what matches and reports the rest.
     reset_head: when the classifier (the submodule named by ``model.classifier_name``, e.g.
-        ``"fc"``) has another shape in the file (another number of classes), leave it freshly
-        initialised (``reset_parameters()``) instead of failing; the report lists it.
+        ``"fc"``) has another shape in the file (another number of classes) or is absent from
+        it, load nothing into it, so it keeps the fresh initialisation the model was built
+        with, instead of failing; the report lists its keys under ``reset``.
     trusted: unpickle the file fully (``weights_only=False``). This can run arbitrary code:
         pass it only for files from a source you trust; it is never used automatically.
 
@@ -171,11 +172,9 @@ def load_weights(
     if strict and (report.missing or report.unexpected or report.mismatched):
         raise WeightsMismatchError(_mismatch_message(model, path, report))
     if report.reset:
-        # Reset the whole classifier so no tensor of it keeps a value from before or the file.
-        for module in model.get_submodule(model.classifier_name).modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
+        # The whole classifier keeps the model's own initialisation, not half of it the file's.
         to_load = {k: v for k, v in to_load.items() if not _is_under(k, head)}
+        report.reset = [k for k in model_state if _is_under(k, head)]
     model.load_state_dict(to_load, strict=False)
     report.loaded = list(to_load)
     return report
