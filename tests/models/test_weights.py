@@ -438,6 +438,9 @@ def test_save_and_load_round_trip_with_metadata(tmp_path):
     assert report.complete and report.metadata["class_names"][1] == "dog"
     assert_same_state(loaded, model)
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.safetensors"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would create it
 
 
 def test_save_copies_shared_and_channels_last_tensors(tmp_path):

@@ -19,8 +19,8 @@ import mmap
 import os
 import pickle
 import re
+import secrets
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,15 +238,18 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict | Non
                 f"{path}: metadata {key!r}: {error}; pass JSON values (str, numbers, lists, dicts)"
             ) from None
 
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(descriptor)
+    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # The mode open() would give (0o666 less the umask); safetensors itself writes 0o600.
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    mode = temporary.stat().st_mode & 0o777
     try:
-        save_file(tensors, temporary, metadata=encoded)
+        save_file(tensors, str(temporary), metadata=encoded)
+        os.chmod(temporary, mode)
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
     return path
