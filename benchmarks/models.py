@@ -13,9 +13,9 @@ times, interleaved so that machine noise hits every variant alike:
 
 and prints images/s, the ratio to the baseline, and GFLOP/s as a share of the machine's FP32
 ceiling: ``--peak-gflops`` if given (cores × FP32 FLOP/cycle × clock), else the rate of a large
-FP32 matrix product measured at the start, the best any convolution can hope for. FLOPs are 2 × multiply-adds of the convolutions and linear layers (torchvision's convention:
-ResNet-18 1.81 G, ResNet-50 4.09 G, GoogLeNet 1.50 G, VGG-11 7.61 G MACs at 224×224); a
-training step counts 3 × the forward pass (forward, input gradients, weight gradients).
+FP32 matrix product measured at the start, the best any convolution can hope for. FLOPs are 2 × the multiply-adds of `cnnkit.nn.summary.summarize` (ResNet-18 1.81 G, ResNet-50
+4.09 G, GoogLeNet 1.50 G, VGG-11 7.61 G at 224×224, as torchvision documents); a training step
+counts 3 × the forward pass (forward, input gradients, weight gradients).
 Each figure is the best of ``--reps`` timed repetitions after ``--warmup`` untimed ones: on a
 shared machine other work only ever adds time.
 
@@ -39,36 +39,9 @@ from torch import nn
 import cnnkit
 from cnnkit.models import create_model, googlenet_loss
 from cnnkit.models.speed import fold_batch_norm
+from cnnkit.nn.summary import summarize
 
 MODELS = ("resnet18", "resnet50", "googlenet", "vgg11")
-
-
-def count_macs(model: nn.Module, x: torch.Tensor) -> int:
-    """Multiply-adds of one forward pass per image: convolutions and linear layers.
-
-    Conv2d: H_out · W_out · C_out · (C_in / groups) · K_h · K_w; Linear: in · out.
-    """
-    total = 0
-
-    def conv_hook(module, inputs, output):
-        nonlocal total
-        kernel = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        total += output[0].numel() * kernel
-
-    def linear_hook(module, inputs, output):
-        nonlocal total
-        total += output[0].numel() * module.in_features
-
-    handles = [
-        m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    with torch.no_grad():
-        model(x[:1])
-    for handle in handles:
-        handle.remove()
-    return total
 
 
 def training_loss(outputs, targets: torch.Tensor) -> torch.Tensor:
@@ -201,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     for name in names:
-        sample = torch.randn(1, 3, args.image_size, args.image_size)
-        forward_flops = 2 * count_macs(create_model(name, num_classes=1000).eval(), sample)
+        model = create_model(name, num_classes=1000).eval()
+        forward_flops = 2 * summarize(model, (3, args.image_size, args.image_size)).multiply_adds
         variants = build_variants(name, args.batch_size, args.image_size)
         times = best_times(variants, args.warmup, args.reps)
         baseline = {}
