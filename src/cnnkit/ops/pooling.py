@@ -14,6 +14,8 @@ As in PyTorch, padding may be at most half the window, so no window lies wholly 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -21,7 +23,6 @@ from cnnkit.ops.shapes import output_size
 
 _MAX_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 _AVG_POOL = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
-_MAX_UNPOOL = {1: F.max_unpool1d, 2: F.max_unpool2d, 3: F.max_unpool3d}
 
 
 def _window(x: torch.Tensor, size, stride, padding, ceil_mode: bool = False):
@@ -72,10 +73,11 @@ def max_unpool(y: torch.Tensor, switches: torch.Tensor, input_shape: torch.Size 
     position is zero. ``input_shape`` is the shape of the tensor that was pooled.
     """
     dims = y.dim() - 2
-    if dims not in _MAX_UNPOOL or switches.shape != y.shape:
+    if not 1 <= dims <= 3 or switches.shape != y.shape:
         raise ValueError(f"y {tuple(y.shape)} and switches {tuple(switches.shape)} must have the same (N, C, *S) shape")
     spatial = tuple(input_shape[-dims:])
-    return _MAX_UNPOOL[dims](y, switches, kernel_size=1, output_size=spatial)
+    plane = torch.zeros(*y.shape[:2], math.prod(spatial), dtype=y.dtype, device=y.device)  # (N, C, H·W)
+    return plane.scatter(2, switches.flatten(2), y.flatten(2)).view(*y.shape[:2], *spatial)
 
 
 def avg_pool(
@@ -114,10 +116,7 @@ def lp_pool(
     if p == float("inf"):
         return max_pool(x.abs(), size, stride, padding)
     dims, size, stride, padding = _window(x, size, stride, padding)
-    window = 1
-    for k in size:
-        window *= k
-    power_sum = _AVG_POOL[dims](x.abs() ** p, size, stride, padding, False, True) * window
+    power_sum = _AVG_POOL[dims](x.abs() ** p, size, stride, padding, False, True) * math.prod(size)
     positive = power_sum > 0
     safe = torch.where(positive, power_sum, torch.ones_like(power_sum))
     return torch.where(positive, safe ** (1.0 / p), torch.zeros_like(power_sum))
