@@ -55,3 +55,20 @@ def test_pretrained_cifar_resnet_top1(name, cifar10_sample):
     top1 = 100.0 * (predictions == labels).float().mean().item()
     print(f"{name}: top-1 {top1:.1f} % on {len(labels)} images")
     assert abs(top1 - EXPECTED_TOP1[name]) <= 0.5, f"{name}: top-1 {top1:.1f} %"
+
+
+def test_folding_batch_norm_keeps_the_pretrained_accuracy(cifar10_sample):
+    from cnnkit.models import create_model
+    from cnnkit.models.speed import fold_batch_norm
+
+    (path,) = (SHARED_DATA / "weights").glob("resnet20-*.th")
+    model = create_model("resnet20", num_classes=10, weights=path).eval()
+    images, labels = cifar10_sample
+    folded = fold_batch_norm(model, images[:8]).to(memory_format=torch.channels_last)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.inference_mode():
+        logits = model(images)
+        folded_logits = folded(images.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(folded_logits, logits, atol=1e-4, rtol=1e-4)
+    top1 = 100.0 * (folded_logits.argmax(1) == labels).float().mean().item()
+    assert abs(top1 - EXPECTED_TOP1["resnet20"]) <= 0.5
