@@ -149,6 +149,7 @@ def test_describe_names_the_layer_the_notation_cannot_express(model, complaint):
         ("fc 10 | conv 3x3x4", "conv", "cannot follow fc"),
         ("conv 5x5x6 | pool max 2 | conv 15x15x16", "15x15x16", "does not fit its 14x14 input"),
         ("conv 3x3x4 || fc 2", "|", "empty stage"),
+        ("fc 2 |", "|", "empty stage"),
     ],
 )
 def test_errors_point_at_the_offending_token(text, token, reason):
@@ -173,6 +174,11 @@ def test_errors_in_a_multi_line_description_give_line_and_column():
     assert "'tahn' at line 3, column 10" in message_line
     assert description_line == "  | fc 120 tahn | fc 10"
     assert caret_line == "  " + " " * 9 + "^^^^"
+
+
+def test_an_empty_description_is_refused_with_an_example():
+    with pytest.raises(ValueError, match="description is empty; write stages such as 'conv 5x5x6"):
+        build_network("  \n ")
 
 
 def test_network_sizes_must_be_positive_integers():

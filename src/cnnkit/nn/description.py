@@ -69,6 +69,8 @@ class DescriptionError(ValueError):
 
 @dataclass(frozen=True)
 class Token:
+    """A word of a description and the offset of its first character."""
+
     text: str
     start: int
 
@@ -155,20 +157,23 @@ def _norm_and_activation(batch_norm: bool, activation: str) -> list[str]:
 def parse_description(description: str) -> list[Stage]:
     """The stages of ``description`` (see :data:`GRAMMAR`), in order.
 
-    Raises :class:`DescriptionError` at the first token that does not fit the grammar.
+    Raises :class:`DescriptionError` at the first token that does not fit the grammar, and
+    ``ValueError`` for an empty description.
     """
+    if not description.strip():
+        raise ValueError(f"the network description is empty; write stages such as '{LENET_DESCRIPTION}'")
     stages: list[Stage] = []
-    tokens: list[Token] = []
-    separators = [Token(m.group(), m.start()) for m in re.finditer(r"\||[^\s|]+", description)] + [None]
-    for token in separators:
-        if token is not None and token.text != "|":
-            tokens.append(token)
+    stage_words: list[Token] = []
+    words = [Token(match.group(), match.start()) for match in re.finditer(r"\||[^\s|]+", description)]
+    for word in [*words, None]:  # None: the end of the text closes the last stage
+        if word is not None and word.text != "|":
+            stage_words.append(word)
             continue
-        if not tokens:
-            at = token or Token(description[-1:], max(len(description) - 1, 0))
-            raise DescriptionError("empty stage: write a layer between the '|' separators", description, at.start, at.end)
-        stages.append(_parse_stage(tokens, description))
-        tokens = []
+        if not stage_words:
+            separator = word or words[-1]  # the '|' that closes (or, at the end, opens) the empty stage
+            raise DescriptionError("empty stage: write a layer between the '|' separators", description, separator.start, separator.end)
+        stages.append(_parse_stage(stage_words, description))
+        stage_words = []
     return stages
 
 

@@ -27,12 +27,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 # The settings a name stands for, where the class has any: a LeakyReLU with another slope is not "leaky_relu".
 _ACTIVATION_DEFAULTS = {nn.LeakyReLU: ("negative_slope", 0.01), nn.ELU: ("alpha", 1.0), nn.GELU: ("approximate", "none")}
 
-POOLINGS: dict[str, str] = {
-    "max": "max pooling: the largest value in each window",
-    "avg": "average pooling: the mean of each window",
-    "l2": "L2 pooling: sqrt of the sum of squares in each window",
-}
-"""Pooling name → what it computes."""
+POOLINGS = ("max", "avg", "l2")
+"""Pooling names: the largest value, the mean, and sqrt of the sum of squares of each window."""
 
 
 def activation_layer(name: str) -> nn.Module | None:
