@@ -178,7 +178,7 @@ def summarize(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224)) -> 
         with torch.no_grad():
             model(x)
     except (RuntimeError, ValueError) as error:
-        where = f"in layer {recorder.running!r} " if recorder.running is not None else ""
+        where = f"in layer {recorder.running[-1]!r} " if recorder.running else ""
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(
             f"{type(model).__name__}: the forward pass failed {where}on input {_shape_text(input_size)}: {first_line}"
@@ -195,7 +195,7 @@ class _Recorder:
 
     def __init__(self, model: nn.Module) -> None:
         self.rows: list[LayerSummary] = []
-        self.running: str | None = None
+        self.running: list[str] = []  # the layers whose forward has begun and not ended, outermost first
         self.counted: set[int] = set()  # ids of parameters already in a row
         self.fields: dict[int, tuple[weakref.ref, Field | None]] = {}
         self.seen: list[tuple[torch.Size, Field]] = []  # (spatial size, field) of every output with a field
@@ -215,7 +215,7 @@ class _Recorder:
 
     def _pre_hook(self, name: str):
         def hook(module: nn.Module, inputs: tuple) -> None:
-            self.running = name
+            self.running.append(name)
 
         return hook
 
@@ -241,7 +241,7 @@ class _Recorder:
                     field[1] if field else None,
                 )
             )
-            self.running = None
+            self.running.pop()
 
         return hook
 
