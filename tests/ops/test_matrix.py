@@ -33,6 +33,8 @@ def test_counts_show_sparse_connectivity_and_parameter_sharing():
     assert counts.parameters == 9
     assert counts.uses_per_parameter == 64  # every weight reused at every output position
     assert counts.sparsity == pytest.approx(1 - 9 / 100)
+    padded = connectivity(torch.randn(2, 3, 3, 3), (9, 7), stride=2, padding=1)
+    assert padded.connections == convolution_matrix(torch.ones(2, 3, 3, 3), (9, 7), 2, 1)._nnz()
     layer = connectivity(torch.randn(64, 64, 3, 3), (56, 56), padding=1)
     assert layer.parameters == 36_864
     assert layer.connections == 64 * 64 * (56 * 56 * 9 - 4 * 56 * 3 + 4)  # border outputs lose padded taps

@@ -29,6 +29,11 @@ def _geometry(kernel_size, input_size, stride, padding, dilation):
     return stride, dilation, pairs, out
 
 
+def _window_positions(n_out: int, kernel: int, stride: int, dilation: int, before: int) -> torch.Tensor:
+    """Padded coordinate s·i + d·u − p_before seen by output i through kernel tap u: (n_out, K)."""
+    return stride * torch.arange(n_out)[:, None] + dilation * torch.arange(kernel)[None, :] - before
+
+
 def _source_index(position: torch.Tensor, n: int, mode: str) -> torch.Tensor:
     """Map padded coordinates (−p … n+p−1) to input coordinates; −1 marks a zero pad."""
     if mode == "zeros":
@@ -77,12 +82,8 @@ def convolution_matrix(
     )
 
     # Input row touched by output row i and kernel row u: s·i + d·u − top, likewise for columns.
-    rows = _source_index(
-        stride[0] * torch.arange(h_out)[:, None] + dilation[0] * torch.arange(kh)[None, :] - top, h, padding_mode
-    )  # (H_out, K_h)
-    cols = _source_index(
-        stride[1] * torch.arange(w_out)[:, None] + dilation[1] * torch.arange(kw)[None, :] - left, w, padding_mode
-    )  # (W_out, K_w)
+    rows = _source_index(_window_positions(h_out, kh, stride[0], dilation[0], top), h, padding_mode)  # (H_out, K_h)
+    cols = _source_index(_window_positions(w_out, kw, stride[1], dilation[1], left), w, padding_mode)  # (W_out, K_w)
     o, c, i, j, u, v = torch.meshgrid(
         *(torch.arange(n) for n in (c_out, c_in, h_out, w_out, kh, kw)), indexing="ij"
     )  # each (C_out, C_in, H_out, W_out, K_h, K_w)
@@ -130,13 +131,18 @@ def connectivity(
 ) -> Connectivity:
     """Count sparse connectivity and parameter sharing of a 2-D convolution (zero padding).
 
-    A kernel of ones is used to build the matrix so that no weight that happens to be zero
-    hides a connection.
+    connections = C_out · C_in · (Σ_i taps inside the input in row i) · (Σ_j … in column j), the
+    non-zeros of :func:`convolution_matrix` for a kernel without zero weights, counted without
+    building the matrix (a 64→64 layer at 56×56 has 10⁸ of them).
     """
     shape = tuple(kernel.shape) if kernel.dim() == 4 else (1, 1, *kernel.shape)
     c_out, c_in, kh, kw = shape
-    *_, (h_out, w_out) = _geometry((kh, kw), input_size, stride, padding, dilation)
-    connections = convolution_matrix(torch.ones(shape), input_size, stride, padding, dilation)._nnz()
+    stride, dilation, pairs, (h_out, w_out) = _geometry((kh, kw), input_size, stride, padding, dilation)
+    taps_inside = [
+        int((_source_index(_window_positions(n_out, k, s, d, before), n, "zeros") >= 0).sum())
+        for n, n_out, k, s, d, (before, _) in zip(input_size, (h_out, w_out), (kh, kw), stride, dilation, pairs)
+    ]
+    connections = c_out * c_in * taps_inside[0] * taps_inside[1]
     dense = (c_out * h_out * w_out) * (c_in * input_size[0] * input_size[1])
     parameters = c_out * c_in * kh * kw
     return Connectivity(
