@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,8 @@ def read_image(path: str | os.PathLike, gray: bool | None = None) -> torch.Tenso
     path = Path(path)
     _check_path(path)
     try:
-        with Image.open(path, formats=FORMATS) as image:
+        with warnings.catch_warnings(), Image.open(path, formats=FORMATS) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
             width, height = image.size  # from the header; nothing decoded yet
             if width * height > MAX_PIXELS:
                 raise ValueError(
@@ -91,8 +93,8 @@ def read_image(path: str | os.PathLike, gray: bool | None = None) -> torch.Tenso
             array = _to_array(image)
     except UnidentifiedImageError:
         raise ValueError(f"not an image: {path} (allowed formats: {', '.join(FORMATS)})") from None
-    except Image.DecompressionBombError as error:
-        raise ValueError(f"{path}: {error}") from None
+    except Image.DecompressionBombError as error:  # Pillow's own check fires first for the largest
+        raise ValueError(f"{path}: image exceeds the limit of {MAX_PIXELS:,} pixels ({error}); refusing to decode it") from None
     except (OSError, SyntaxError) as error:  # Pillow reports truncation and corruption this way
         raise ValueError(f"{path}: corrupt or truncated image ({error})") from None
     return _set_colour(torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), gray)
