@@ -12,6 +12,7 @@ decoded, so a decompression bomb costs no memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import warnings
@@ -36,6 +37,14 @@ def _check_path(path: Path) -> None:
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected an image file")
+
+
+@contextlib.contextmanager
+def _own_pixel_limit():
+    """Silence Pillow's decompression-bomb warning: :data:`MAX_PIXELS` is checked instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 def _set_colour(image: torch.Tensor, gray: bool | None) -> torch.Tensor:
@@ -80,8 +89,7 @@ def read_image(path: str | os.PathLike, gray: bool | None = None) -> torch.Tenso
     path = Path(path)
     _check_path(path)
     try:
-        with warnings.catch_warnings(), Image.open(path, formats=FORMATS) as image:
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
+        with _own_pixel_limit(), Image.open(path, formats=FORMATS) as image:
             width, height = image.size  # from the header; nothing decoded yet
             if width * height > MAX_PIXELS:
                 raise ValueError(
