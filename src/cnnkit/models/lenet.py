@@ -12,15 +12,16 @@ import torch
 from torch import Tensor, nn
 
 from cnnkit.models.registry import register_model
+from cnnkit.nn.layers import activation_layer
 from cnnkit.ops.shapes import output_size
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def _activation(name: str) -> nn.Module:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
-    return ACTIVATIONS[name]()
+    """The activation module ``name`` ("tanh", "relu" or another of :data:`cnnkit.nn.layers.ACTIVATIONS`)."""
+    layer = activation_layer(name)
+    if layer is None:
+        raise ValueError("a LeNet needs an activation between its layers, got 'none'")
+    return layer
 
 
 class SampleNet(nn.Module):
