@@ -42,6 +42,25 @@ def make_features(configuration: list[int | str], batch_norm: bool, in_channels:
     return nn.Sequential(*layers)
 
 
+def _paper_layer_names(features: nn.Sequential) -> dict[str, str]:
+    """``{"conv1_1": "features.0", "relu1_1": "features.1", …, "pool5": "features.30"}`` (VGG-16)."""
+    names: dict[str, str] = {}
+    block, index_in_block = 1, 0
+    for index, module in enumerate(features):
+        path = f"features.{index}"
+        if isinstance(module, nn.Conv2d):
+            index_in_block += 1
+            names[f"conv{block}_{index_in_block}"] = path
+        elif isinstance(module, nn.BatchNorm2d):
+            names[f"bn{block}_{index_in_block}"] = path
+        elif isinstance(module, nn.ReLU):
+            names[f"relu{block}_{index_in_block}"] = path
+        elif isinstance(module, nn.MaxPool2d):
+            names[f"pool{block}"] = path
+            block, index_in_block = block + 1, 0
+    return names
+
+
 class VGG(nn.Module):
     """VGG-``depth``. From (N, in_channels, 224, 224): five blocks of 3×3 convolutions, each
     halving the size with max pooling, give (N, 512, 7, 7); an adaptive average pool to 7×7
@@ -52,7 +71,7 @@ class VGG(nn.Module):
     conv3_3, conv4_3, conv5_3 for VGG-16), at strides 1, 2, 4, 8 and 16. Every convolution's
     ReLU can be asked for by name with :func:`cnnkit.models.extract_features`, as style
     transfer does; :attr:`layer_names` maps the paper's names (``conv4_2``, ``relu4_2``,
-    ``pool4``) to module paths (``features.21``).
+    ``pool4``) to module paths (``conv4_2`` is ``features.21`` in VGG-19).
     """
 
     default_input_size = (3, 224, 224)
@@ -104,25 +123,6 @@ class VGG(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-def _paper_layer_names(features: nn.Sequential) -> dict[str, str]:
-    """``{"conv1_1": "features.0", "relu1_1": "features.1", …, "pool5": "features.30"}``."""
-    names: dict[str, str] = {}
-    block, index_in_block = 1, 0
-    for index, module in enumerate(features):
-        path = f"features.{index}"
-        if isinstance(module, nn.Conv2d):
-            index_in_block += 1
-            names[f"conv{block}_{index_in_block}"] = path
-        elif isinstance(module, nn.BatchNorm2d):
-            names[f"bn{block}_{index_in_block}"] = path
-        elif isinstance(module, nn.ReLU):
-            names[f"relu{block}_{index_in_block}"] = path
-        elif isinstance(module, nn.MaxPool2d):
-            names[f"pool{block}"] = path
-            block, index_in_block = block + 1, 0
-    return names
 
 
 @register_model
