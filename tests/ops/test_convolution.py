@@ -48,6 +48,7 @@ def test_matches_scipy(flip, mode, kernel_sizes):
     np.testing.assert_allclose(ours, scipy_layer(x, kernel, mode, flip), atol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 @pytest.mark.parametrize("kernel_size", [(2, 2), (4, 3), (2, 4)])
 def test_same_even_kernel_matches_torch(kernel_size):
     x, kernel = (torch.from_numpy(a) for a in random_case(2, kernel_size))
