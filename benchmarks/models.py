@@ -171,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<10} {mode:<6} {variant:<33} {1000 * seconds:9.1f} "
                   f"{images_per_second:9.2f} {images_per_second / baseline[mode]:5.2f}× "
                   f"{gflops:8.1f} {100 * gflops / peak:6.1f}%", flush=True)
-    print(f"\nload average at the end {os.getloadavg()[0]:.1f} (above {os.cpu_count()}: "
-          "other work shared the cores)")
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(more than the CPUs: other work shared the cores)")
     return 0
 
 
