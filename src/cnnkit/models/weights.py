@@ -348,8 +348,8 @@ def _unsafe_message(path: Path, global_name: str, blocked: bool) -> str:
     return (
         f"{path}: refused: the checkpoint needs class {global_name}, which torch's weights-only "
         "loader does not allow (unpickling it could run arbitrary code). Nothing was executed. "
-        "If you trust the file's source, load it with load_weights(..., trusted=True) "
-        "(--trusted on the command line), or re-save only its state_dict."
+        "If you trust the file's source, load it with load_weights(..., trusted=True), "
+        "or re-save only its state_dict."
     )
 
 
