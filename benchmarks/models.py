@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import time
 from collections.abc import Callable
 
 import torch
@@ -39,6 +37,7 @@ import cnnkit
 from cnnkit.models import create_model, googlenet_loss
 from cnnkit.models.speed import fold_batch_norm
 from cnnkit.nn.summary import summarize
+from machine import PEAK_HELP, best_times, cpu_name, peak_gflops
 
 MODELS = ("resnet18", "resnet50", "googlenet", "vgg11")
 
@@ -104,30 +103,6 @@ def build_variants(name: str, batch_size: int, image_size: int) -> list[tuple[st
     ]
 
 
-def best_times(variants: list[tuple[str, str, Callable]], warmup: int, reps: int) -> list[float]:
-    """Best wall time of each step over ``reps`` rounds, variants interleaved within a round."""
-    best = [float("inf")] * len(variants)
-    for round_index in range(warmup + reps):
-        for index, (_, _, step) in enumerate(variants):
-            start = time.perf_counter()
-            step()
-            elapsed = time.perf_counter() - start
-            if round_index >= warmup:
-                best[index] = min(best[index], elapsed)
-    return best
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS),
@@ -136,10 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224, help="input height = width (default 224)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
     parser.add_argument("--reps", type=int, default=3, help="timed rounds; best is kept (default 3)")
-    parser.add_argument("--peak-gflops", type=float, default=2 * 64 * 4.1,
-                        help="FP32 peak in GFLOP/s, cores × FLOP/cycle × GHz (default 525: the "
-                             "project's machine, 2 Zen 5 cores with two 512-bit FMA pipes, "
-                             "64 FLOP/cycle, at ~4.1 GHz; 157 for 2 Zen 3 cores: 2 × 32 × 2.45)")
+    parser.add_argument("--peak-gflops", type=float, default=peak_gflops(), help=PEAK_HELP)
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
@@ -161,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         model = create_model(name, num_classes=1000).eval()
         forward_flops = 2 * summarize(model, (3, args.image_size, args.image_size)).multiply_adds
         variants = build_variants(name, args.batch_size, args.image_size)
-        times = best_times(variants, args.warmup, args.reps)
+        best = best_times({(mode, variant): step for mode, variant, step in variants}, args.reps, args.warmup)
+        times = [best[(mode, variant)] for mode, variant, _ in variants]
         baseline = {}
         for (mode, variant, _), seconds in zip(variants, times):
             images_per_second = args.batch_size / seconds

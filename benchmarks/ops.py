@@ -10,7 +10,7 @@ hits all of them alike:
 3. How close to the machine does it run? GFLOP/s of the 3×3, 64→64 layer at 56×56 (FLOPs =
    2 · H_out · W_out · K² · C_in · C_out per image) in NCHW and channels_last, against the FP32
    peak: cores × FLOP/cycle (2 FMA units × 8 AVX2 or 16 AVX-512 lanes × 2) × clock
-   (``--clock-ghz``, default the nominal clock), and against a measured FP32 matrix product.
+   (``--peak-gflops`` overrides it; see ``machine.py``).
 
     python benchmarks/ops.py                 # about a minute on 2 cores
     python benchmarks/ops.py --reps 30 --batch-size 16
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from cnnkit import __version__
 from cnnkit.ops import convolution, cross_correlation
-from machine import best_times, describe_machine, flops_per_cycle, matmul_gflops, nominal_clock_ghz
+from machine import PEAK_HELP, best_times, describe_machine, peak_gflops
 
 LAYERS = [  # name, (C_in, H, W), (C_out, K), stride, padding
     ("3x3 64->64 @56", (64, 56, 56), (64, 3), 1, 1),
@@ -78,10 +78,7 @@ def scipy_table(reps: int) -> None:
               f"{result['scipy'] / result['cnnkit']:>9.0f}×{difference:>12.1e}")
 
 
-def peak_table(batch_size: int, reps: int, warmup: int, clock_ghz: float) -> None:
-    cores = torch.get_num_threads()
-    peak = cores * flops_per_cycle() * clock_ghz
-    matmul = matmul_gflops()
+def peak_table(batch_size: int, reps: int, warmup: int, peak: float) -> None:
     n, c, hw, k = batch_size, 64, 56, 3
     flops = 2 * n * hw * hw * k * k * c * c
     x = torch.randn(n, c, hw, hw)
@@ -92,12 +89,11 @@ def peak_table(batch_size: int, reps: int, warmup: int, clock_ghz: float) -> Non
         "channels_last": lambda: cross_correlation(x_last, weight_last, padding=1),
         "F.conv2d NCHW": lambda: F.conv2d(x, weight, padding=1),
     }, reps, warmup)
-    print(f"\n3. 3x3 64->64 at 56x56, batch {n}: {flops / 1e9:.1f} GFLOP per call; peak {cores} threads × "
-          f"{flops_per_cycle()} FLOP/cycle × {clock_ghz} GHz = {peak:.0f} GFLOP/s; FP32 matmul measured {matmul:.0f} GFLOP/s")
-    print(f"{'variant':<22}{'ms':>10}{'GFLOP/s':>10}{'of peak':>9}{'of matmul':>11}")
+    print(f"\n3. 3x3 64->64 at 56x56, batch {n}: {flops / 1e9:.1f} GFLOP per call; FP32 peak {peak:.0f} GFLOP/s")
+    print(f"{'variant':<22}{'ms':>10}{'GFLOP/s':>10}{'of peak':>9}")
     for name, seconds in result.items():
         rate = flops / seconds / 1e9
-        print(f"{name:<22}{seconds * 1e3:>10.1f}{rate:>10.1f}{rate / peak:>8.0%}{rate / matmul:>10.0%}")
+        print(f"{name:<22}{seconds * 1e3:>10.1f}{rate:>10.1f}{rate / peak:>8.0%}")
 
 
 def main() -> None:
@@ -105,13 +101,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--clock-ghz", type=float, default=nominal_clock_ghz(), help="CPU clock for the peak (default: %(default)s, from /proc/cpuinfo)")
+    parser.add_argument("--peak-gflops", type=float, default=peak_gflops(), help=PEAK_HELP)
     args = parser.parse_args()
     print(f"cnnkit {__version__} on {describe_machine()}")
     torch.manual_seed(0)
     overhead_table(args.batch_size, args.reps, args.warmup)
     scipy_table(args.reps)
-    peak_table(args.batch_size * 4, args.reps, args.warmup, args.clock_ghz)
+    peak_table(args.batch_size * 4, args.reps, args.warmup, args.peak_gflops)
 
 
 if __name__ == "__main__":

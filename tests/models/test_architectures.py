@@ -202,15 +202,17 @@ def test_vgg19_paper_layer_names():
     assert names["conv4_2"] == "features.21" and names["pool5"] == "features.36"
 
 
-def test_channels_last_model_gives_the_same_output():
+def test_create_model_is_channels_last_by_default_with_the_same_output():
     torch.manual_seed(0)
     model = create_model("resnet18", num_classes=10).eval()
+    assert model.architecture == "resnet18"
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = create_model("resnet18", num_classes=10, memory_format=torch.contiguous_format).eval()
+    assert plain.conv1.weight.is_contiguous() and not plain.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    plain.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        expected = model(x)
-        model = model.to(memory_format=torch.channels_last)
-        actual = model(x.contiguous(memory_format=torch.channels_last))
-    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(model(x), plain(x), atol=1e-4, rtol=1e-4)
 
 
 # extract_features -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import difflib
 import os
 from collections.abc import Callable
 
+import torch
 from torch import nn
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
@@ -39,9 +40,15 @@ def create_model(
     num_classes: int | None = None,
     in_channels: int | None = None,
     weights: str | os.PathLike[str] | None = None,
+    memory_format: torch.memory_format = torch.channels_last,
     **kwargs,
 ) -> nn.Module:
     """Build the model registered as ``name``, then load ``weights`` (a file path) if given.
+
+    The model's 4-D weights are stored in ``memory_format``, channels_last by default: oneDNN's
+    CPU convolutions run 1.2-1.6× faster for training and 1.3-2.4× for inference in that layout
+    (``benchmarks/models.py``), and inputs in the usual NCHW layout need no change. Pass
+    ``torch.contiguous_format`` for the plain layout. The name is kept as ``model.architecture``.
 
     ``num_classes`` and ``in_channels`` left as None take the builder's defaults (1000 and 3 for
     ImageNet models, 10 for the CIFAR ResNets and LeNets, 1 input channel for LeNet-5); other
@@ -58,7 +65,8 @@ def create_model(
         kwargs["num_classes"] = num_classes
     if in_channels is not None:
         kwargs["in_channels"] = in_channels
-    model = builder(**kwargs)
+    model = builder(**kwargs).to(memory_format=memory_format)
+    model.architecture = name
     if weights is not None:
         from cnnkit.models.weights import load_weights
 
