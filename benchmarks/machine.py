@@ -66,15 +66,18 @@ def describe_machine() -> str:
 def best_times(functions: dict[str, Callable[[], object]], reps: int, warmup: int) -> dict[str, float]:
     """Best wall time of each function over ``reps`` rounds, the functions interleaved in a round.
 
-    On a shared machine other work only ever adds time, so the minimum is the cleanest figure.
+    Each round starts at the next function, so that no function always runs right after the
+    same neighbour (allocator and cache effects follow the order). On a shared machine other
+    work only ever adds time, so the minimum is the cleanest figure.
     """
-    best = {name: float("inf") for name in functions}
+    names = list(functions)
+    best = {name: float("inf") for name in names}
     for round_index in range(warmup + reps):
-        for name, function in functions.items():
+        offset = round_index % len(names)
+        for name in names[offset:] + names[:offset]:
             start = time.perf_counter()
-            function()
+            functions[name]()
             elapsed = time.perf_counter() - start
             if round_index >= warmup:
                 best[name] = min(best[name], elapsed)
     return best
-

@@ -5,14 +5,16 @@ times, interleaved so that machine noise hits every variant alike:
 
     training step (forward + backward + SGD step), model.train():
         torchvision NCHW                 baseline: how a typical user runs it
-        cnnkit channels_last             cnnkit's fast path on CPUs
+        cnnkit default                   create_model as it comes (channels_last weights),
+                                         the same NCHW input
     inference, model.eval() under torch.inference_mode():
         torchvision NCHW                 baseline
-        cnnkit channels_last
-        cnnkit channels_last + BN folded batch norm folded into the convolutions (models.speed)
+        cnnkit default
+        cnnkit default + BN folded       batch norm folded into the convolutions (models.speed)
 
 and prints images/s, the ratio to the baseline, and GFLOP/s as a share of the machine's FP32
-peak, cores × FP32 FLOP per cycle × clock (``--peak-gflops``). FLOPs are 2 × the multiply-adds of `cnnkit.nn.summary.summarize` (ResNet-18 1.81 G, ResNet-50
+peak, cores × FP32 FLOP per cycle × clock (``--peak-gflops``). FLOPs are 2 × the multiply-adds
+of `cnnkit.nn.summary.summarize` (ResNet-18 1.81 G, ResNet-50
 4.09 G, GoogLeNet 1.50 G, VGG-11 7.61 G at 224×224, as torchvision documents); a training step
 counts 3 × the forward pass (forward, input gradients, weight gradients).
 Each figure is the best of ``--reps`` timed repetitions after ``--warmup`` untimed ones: on a
@@ -81,7 +83,6 @@ def build_variants(name: str, batch_size: int, image_size: int) -> list[tuple[st
     """``(mode, variant, step)`` for one architecture; the first of each mode is the baseline."""
     torch.manual_seed(0)
     x = torch.randn(batch_size, 3, image_size, image_size)  # (N, 3, H, W)
-    x_last = x.contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 1000, (batch_size,))
 
     def torchvision_model():
@@ -89,17 +90,14 @@ def build_variants(name: str, batch_size: int, image_size: int) -> list[tuple[st
         options = {"init_weights": True} if name == "googlenet" else {}
         return getattr(torchvision.models, name)(weights=None, num_classes=1000, **options)
 
-    def cnnkit_model():
-        return create_model(name, num_classes=1000).to(memory_format=torch.channels_last)
-
-    folded = fold_batch_norm(create_model(name, num_classes=1000), x[:2])
-    folded = folded.to(memory_format=torch.channels_last)
+    # cnnkit as a user gets it: create_model's defaults (channels_last weights), the same NCHW input.
+    folded = fold_batch_norm(create_model(name, num_classes=1000), x[:2]).to(memory_format=torch.channels_last)
     return [
         ("train", "torchvision NCHW", training_step(torchvision_model(), x, targets)),
-        ("train", "cnnkit channels_last", training_step(cnnkit_model(), x_last, targets)),
+        ("train", "cnnkit default", training_step(create_model(name, num_classes=1000), x, targets)),
         ("infer", "torchvision NCHW", inference_step(torchvision_model(), x)),
-        ("infer", "cnnkit channels_last", inference_step(cnnkit_model(), x_last)),
-        ("infer", "cnnkit channels_last + BN folded", inference_step(folded, x_last)),
+        ("infer", "cnnkit default", inference_step(create_model(name, num_classes=1000), x)),
+        ("infer", "cnnkit default + BN folded", inference_step(folded, x)),
     ]
 
 
