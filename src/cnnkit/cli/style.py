@@ -1,0 +1,5 @@
+"""Commands: style (being written)."""
+
+
+def add_commands(subparsers) -> None:
+    pass

@@ -1,0 +1,5 @@
+"""Commands: train (being written)."""
+
+
+def add_commands(subparsers) -> None:
+    pass

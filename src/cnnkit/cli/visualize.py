@@ -1,0 +1,5 @@
+"""Commands: visualize (being written)."""
+
+
+def add_commands(subparsers) -> None:
+    pass
