@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnkit.files import atomic_write
 
 MAX_PIXELS = 100_000_000
 """Largest image (width × height) that is decoded; larger headers are refused unread."""
@@ -129,20 +130,12 @@ def save_image(image: torch.Tensor, path: str | os.PathLike) -> Path:
         image = image[None]
     if image.dim() != 3 or image.shape[0] not in (1, 3):
         raise ValueError(f"image must be (H, W), (1, H, W) or (3, H, W), got {tuple(image.shape)}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory, expected an output file name")
     array = (image.detach().float().clamp(0, 1).mul(255).round().byte().cpu().numpy()).transpose(1, 2, 0)
     picture = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
     path.parent.mkdir(parents=True, exist_ok=True)
     file_format = Image.registered_extensions().get(path.suffix.lower())
     if file_format is None:
         raise ValueError(f"{path}: unknown image suffix {path.suffix!r}; use .png or .jpg")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            picture.save(stream, format=file_format)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_write(path) as temporary:
+        picture.save(temporary, format=file_format)
     return path

@@ -19,7 +19,6 @@ import mmap
 import os
 import pickle
 import re
-import secrets
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import torch
 from torch import nn
 
 import cnnkit
+from cnnkit.files import atomic_write
 
 TORCH_SUFFIXES = (".pth", ".pt", ".th")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -216,9 +216,6 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict | Non
     path = Path(path)
     if path.suffix != SAFETENSORS_SUFFIX:
         raise WeightsError(f"{path}: save_weights writes safetensors; name the file *.safetensors")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: folder {path.parent} does not exist; create it first")
-
     tensors, seen_storage = {}, set()
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
@@ -238,20 +235,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict | Non
                 f"{path}: metadata {key!r}: {error}; pass JSON values (str, numbers, lists, dicts)"
             ) from None
 
-    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # The mode open() would give (0o666 less the umask); safetensors itself writes 0o600.
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    mode = temporary.stat().st_mode & 0o777
-    try:
+    with atomic_write(path) as temporary:
         save_file(tensors, str(temporary), metadata=encoded)
-        os.chmod(temporary, mode)
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
     return path
 
 
@@ -595,14 +580,3 @@ def _default_metadata(model: nn.Module) -> dict:
             metadata["num_classes"] = classes
     return metadata
 
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
