@@ -1,5 +1,19 @@
-"""Reading data: images (safely), built-in samples."""
+"""Reading data: images (safely), built-in and standard datasets, batched transforms."""
 
+from cnnkit.data import transforms
+from cnnkit.data.dataset import Dataset, ImageSet
 from cnnkit.data.images import MAX_PIXELS, SAMPLE_IMAGES, read_image, sample_image, save_image
+from cnnkit.data.sources import list_datasets, load_dataset
 
-__all__ = ["MAX_PIXELS", "SAMPLE_IMAGES", "read_image", "sample_image", "save_image"]
+__all__ = [
+    "MAX_PIXELS",
+    "SAMPLE_IMAGES",
+    "Dataset",
+    "ImageSet",
+    "list_datasets",
+    "load_dataset",
+    "read_image",
+    "sample_image",
+    "save_image",
+    "transforms",
+]
