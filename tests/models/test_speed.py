@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnkit.models.speed import fold_batch_norm
+from cnnkit.models import create_model
+from cnnkit.models.speed import fold_batch_norm, prepare_for_inference
 
 
 def randomise_batch_norms(model):
@@ -69,3 +70,15 @@ def test_conv_output_used_elsewhere_is_refused():
     torch.manual_seed(0)
     with pytest.raises(ValueError, match="conv"):
         fold_batch_norm(randomise_batch_norms(ConvFeedsTwo()), torch.randn(2, 3, 8, 8))
+
+
+def test_prepare_for_inference_keeps_outputs_and_drops_gradients():
+    torch.manual_seed(0)
+    model = randomise_batch_norms(create_model("resnet20"))
+    prepared = prepare_for_inference(model, (3, 32, 32))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    assert not any(p.requires_grad for p in prepared.parameters())
+    assert model.training is False and any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.rand(4, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(prepared(x), model(x), atol=1e-4, rtol=1e-4)

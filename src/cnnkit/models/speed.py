@@ -101,3 +101,18 @@ def _fold_into(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
         folded_bias = folded_bias + norm.bias
     conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
     conv.bias = nn.Parameter(folded_bias)
+
+
+def prepare_for_inference(model: nn.Module, input_size: tuple[int, int, int]) -> nn.Module:
+    """An inference-only copy of ``model``: eval mode, batch norm folded, channels_last, no gradients.
+
+    Folding is checked on a random ``(2, *input_size)`` batch; a model whose convolutions cannot
+    be folded (see :func:`fold_batch_norm`) is kept unfolded. Run it under
+    ``torch.inference_mode()``.
+    """
+    example = torch.rand(2, *input_size)
+    try:
+        prepared = fold_batch_norm(model, example)
+    except ValueError:
+        prepared = copy.deepcopy(model).eval()
+    return prepared.to(memory_format=torch.channels_last).requires_grad_(False)
