@@ -77,6 +77,27 @@ def _to_array(image: Image.Image) -> np.ndarray:
     return array
 
 
+@contextlib.contextmanager
+def _open_checked(path: Path):
+    """Open ``path`` with Pillow, refuse it before decoding when too large; errors name the file."""
+    _check_path(path)
+    try:
+        with _own_pixel_limit(), Image.open(path, formats=FORMATS) as image:
+            width, height = image.size  # from the header; nothing decoded yet
+            if width * height > MAX_PIXELS:
+                raise ValueError(
+                    f"{path}: image of {width}×{height} pixels exceeds the limit of {MAX_PIXELS:,} "
+                    "(a decompression bomb?); refusing to decode it"
+                )
+            yield image
+    except UnidentifiedImageError:
+        raise ValueError(f"not an image: {path} (allowed formats: {', '.join(FORMATS)})") from None
+    except Image.DecompressionBombError as error:  # Pillow's own check fires first for the largest
+        raise ValueError(f"{path}: image exceeds the limit of {MAX_PIXELS:,} pixels ({error}); refusing to decode it") from None
+    except (OSError, SyntaxError) as error:  # Pillow reports truncation and corruption this way
+        raise ValueError(f"{path}: corrupt or truncated image ({error})") from None
+
+
 def read_image(path: str | os.PathLike, gray: bool | None = None) -> torch.Tensor:
     """Read an image file as a ``(C, H, W)`` float32 tensor in [0, 1].
 
@@ -88,25 +109,29 @@ def read_image(path: str | os.PathLike, gray: bool | None = None) -> torch.Tenso
         ValueError: not an image, truncated or corrupt, or larger than :data:`MAX_PIXELS`.
     """
     path = Path(path)
-    _check_path(path)
-    try:
-        with _own_pixel_limit(), Image.open(path, formats=FORMATS) as image:
-            width, height = image.size  # from the header; nothing decoded yet
-            if width * height > MAX_PIXELS:
-                raise ValueError(
-                    f"{path}: image of {width}×{height} pixels exceeds the limit of {MAX_PIXELS:,} "
-                    "(a decompression bomb?); refusing to decode it"
-                )
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            array = _to_array(image)
-    except UnidentifiedImageError:
-        raise ValueError(f"not an image: {path} (allowed formats: {', '.join(FORMATS)})") from None
-    except Image.DecompressionBombError as error:  # Pillow's own check fires first for the largest
-        raise ValueError(f"{path}: image exceeds the limit of {MAX_PIXELS:,} pixels ({error}); refusing to decode it") from None
-    except (OSError, SyntaxError) as error:  # Pillow reports truncation and corruption this way
-        raise ValueError(f"{path}: corrupt or truncated image ({error})") from None
+    with _open_checked(path) as image:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        array = _to_array(image)
     return _set_colour(torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))), gray)
+
+
+def check_image(path: str | os.PathLike) -> tuple[int, int, int]:
+    """Check an image file's header without decoding its pixels: ``(channels, height, width)``.
+
+    Catches what can be seen cheaply — a missing file, a file that is not an image in an
+    allowed format, a header over :data:`MAX_PIXELS` — with the errors of :func:`read_image`;
+    truncation shows only when the pixels are read. Height and width are after EXIF rotation;
+    channels is 1 for grayscale modes and 3 otherwise, as :func:`read_image` returns them.
+    """
+    path = Path(path)
+    with _open_checked(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(0x0112, 1)
+        if orientation in (5, 6, 7, 8):  # rotated by 90° or 270°
+            width, height = height, width
+        channels = 1 if image.mode in ("L", "1", "I", "F") or image.mode.startswith("I;16") else 3
+    return channels, height, width
 
 
 def sample_image(name: str = "camera", gray: bool | None = None) -> torch.Tensor:
