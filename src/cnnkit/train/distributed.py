@@ -1,0 +1,89 @@
+"""Data-parallel training under torchrun: which process this is, and talking to the others.
+
+`torchrun --nproc_per_node=W ...` starts W copies of the same program with ``RANK``,
+``LOCAL_RANK`` and ``WORLD_SIZE`` set. `process_group` joins them (gloo on the CPU, NCCL on
+CUDA) for the duration of a run; the model is wrapped in DistributedDataParallel, which
+averages gradients over processes in every backward pass. Without torchrun, W = 1 and nothing
+here communicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Only process 0 writes files and prints."""
+        return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" → CUDA when available, else the CPU; under torchrun CUDA means cuda:LOCAL_RANK."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device; use device='cpu'")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def process_group(device: torch.device) -> Iterator[Processes]:
+    """Join the torchrun process group if there is one (and leave it afterwards)."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size == 1:
+        yield Processes(device=device)
+        return
+    owned = not dist.is_initialized()
+    if owned:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield Processes(dist.get_rank(), dist.get_world_size(), device)
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
+def broadcast_object(value, processes: Processes):
+    """Process 0's ``value`` on every process."""
+    if processes.world_size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sum_over_processes(values: torch.Tensor, processes: Processes) -> torch.Tensor:
+    """Element-wise sum of a float64 CPU tensor over processes (itself when W = 1)."""
+    if processes.world_size == 1:
+        return values
+    on = processes.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    values = values.to(on)
+    dist.all_reduce(values)
+    return values.cpu()
+
+
+def barrier(processes: Processes) -> None:
+    if processes.world_size > 1:
+        dist.barrier()
+
+
+def restarted_by_torchrun() -> bool:
+    """True in a worker that torchrun restarted after a failure (``--max-restarts``)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
