@@ -13,7 +13,10 @@ oversized file gets an error naming it — or, with ``skip_bad=True``, is left o
 else 1) and size (``image_size``, or the first image's size), resized by antialiased bilinear
 interpolation. Sets up to :data:`MEMORY_LIMIT` bytes decoded (as uint8) are decoded once by a
 thread pool and held in memory; larger ones are streamed, with every file's header checked
-when the dataset is loaded.
+when the dataset is loaded (truncation then shows when an image is read).
+
+The recommended augmentation is ``standard`` for images of 64 px and more, ``crop-flip`` for
+smaller ones; data that must not be mirrored (text, digits) should override it.
 """
 
 from __future__ import annotations
@@ -191,8 +194,8 @@ def load_files(
     else:
         parts = _given_splits(torch.tensor([splits[i] for i in good]), label_tensor, seed)
     train, val, test = (everything.subset(part) for part in parts)
-    return build_dataset(name, classes, (train, val, test), augmentation="standard" if min(size) >= 64 else "crop-flip",
-                         source=source, skipped=skipped)
+    preset = "standard" if min(size) >= 64 else "crop-flip"
+    return build_dataset(name, classes, (train, val, test), augmentation=preset, source=source, skipped=skipped)
 
 
 def _given_splits(splits: Tensor, labels: Tensor, seed: int) -> list[Tensor]:
