@@ -3,7 +3,8 @@
 Each command group lives in its own module with an ``add_commands(subparsers)`` function that
 registers its subcommands and sets ``func`` to a handler ``handler(args) -> int``. Handlers only
 parse, call the library and print. Any ``ValueError`` or ``OSError`` a handler lets through
-becomes one line on stderr and exit status 2.
+becomes one line on stderr and exit status 2 (bad input); a ``RuntimeError`` (a run that failed,
+such as a non-finite loss or a download without network) one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         print(f"cnnkit {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # a failed run (non-finite loss, download): the run folder keeps what was good
+        print(f"cnnkit {args.command}: failed: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,5 +1,202 @@
-"""Commands: train (being written)."""
+"""Commands on training: ``train``, ``evaluate``, ``predict`` and ``export``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+
+from cnnkit.data import load_dataset
+from cnnkit.models.export import EXPORT_FORMATS, export_model
+from cnnkit.train import TrainConfig, evaluate, load_trained, resume, train
+from cnnkit.train.figures import confusion_matrix_figure, learning_curves_figure
+from cnnkit.train.predict import predict
+
+TRAIN_EXAMPLES = """\
+examples:
+  cnnkit train                                     # the lecture's sample network on digits, < 1 minute
+  cnnkit train --model lenet5 --data shapes --epochs 20
+  cnnkit train --model resnet20 --data cifar10 --data-root ~/data/cifar10 --epochs 164 \\
+      --lr 0.1 --batch-size 128 --weight-decay 1e-4 --schedule step --augmentation crop-flip
+  cnnkit train --data photos/ --model resnet18 --image-size 128 --weights resnet18-f37072fd.pth
+  cnnkit train --resume runs/sample_net-digits    # continue a run exactly where it stopped
+
+A run folder runs/NAME/ keeps config.json, metrics.jsonl (one line per epoch), the last and best
+checkpoints, report.md/report.json, learning_curves.png and confusion_test.png. --data is a
+built-in (digits, faces, shapes), a format read from --data-root (mnist, fashion-mnist, cifar10,
+cifar100), a folder with one sub-folder per class, or a CSV of path,label rows. Every field of
+cnnkit.train.TrainConfig is an option below; its docstring explains each.
+"""
+
+EVALUATE_EXAMPLES = """\
+examples:
+  cnnkit evaluate runs/sample_net-digits            # test split of the data it was trained on
+  cnnkit evaluate runs/my-run --data photos-2026/ --split test --format json
+"""
+
+PREDICT_EXAMPLES = """\
+examples:
+  cnnkit predict runs/sample_net-digits digit.png
+  cnnkit predict runs/my-run/best.pt *.jpg --topk 3 --format json
+Probabilities are the softmax of the logits; the model runs with batch norm folded into the
+convolutions, channels_last, without autograd.
+"""
+
+EXPORT_EXAMPLES = """\
+examples:
+  cnnkit export runs/sample_net-digits                        # runs/sample_net-digits/model.onnx
+  cnnkit export runs/my-run --format torchscript -o model.pt
+  cnnkit export runs/my-run --format safetensors -o weights.safetensors
+Every export is loaded back (ONNX in onnxruntime) and must reproduce the PyTorch outputs within
+1e-4 before the command reports success.
+"""
+
+
+def _field_type(annotation) -> tuple[type, bool]:
+    """(element type, is a list) of a TrainConfig field annotation such as ``int | None``."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if typing.get_origin(annotation) is list:
+        return typing.get_args(annotation)[0], True
+    return annotation, False
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One ``--field-name`` option per TrainConfig field, typed and defaulting to the field's default."""
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("training configuration (cnnkit.train.TrainConfig)")
+    for field in dataclasses.fields(TrainConfig):
+        kind, is_list = _field_type(hints[field.name])
+        flag = "--" + field.name.replace("_", "-")
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
+                               help=f"(default: {field.default})")
+        else:
+            group.add_argument(flag, type=kind, nargs="+" if is_list else None, default=field.default,
+                               metavar=field.name.upper(), help=f"(default: {field.default})")
+
+
+def _print(args, record: dict, lines: list[str]) -> None:
+    print(json.dumps(record) if args.format == "json" else "\n".join(lines))
+
+
+def _run_figures(run_dir: Path, report: dict) -> list[Path]:
+    """Learning curves and the test confusion matrix of a finished run, saved in its folder."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    classes = report["data"]["classes"]
+    return [
+        learning_curves_figure(records, run_dir / "learning_curves.png", title=run_dir.name),
+        confusion_matrix_figure(report["confusion_matrix"], classes, run_dir / "confusion_test.png", title=f"{run_dir.name}, test"),
+    ]
+
+
+def train_command(args) -> int:
+    if args.resume:
+        result = resume(args.resume, progress=None if args.format == "text" else False)
+    else:
+        values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
+        result = train(TrainConfig(**values), progress=None if args.format == "text" else False)
+    figures = _run_figures(result.run_dir, result.report)
+    test = result.report["test"]
+    _print(args, {"run": str(result.run_dir), "test": test, "figures": [str(f) for f in figures]}, [
+        f"test top-1 {test['top1']:.2%}, top-5 {test['top5']:.2%}, loss {test['loss']:.4f} ({test['count']} images)",
+        f"run folder {result.run_dir} (report.md, learning_curves.png, confusion_test.png)",
+    ])
+    return 0
+
+
+def evaluate_command(args) -> int:
+    trained = load_trained(args.run)
+    config = trained.config
+    dataset = load_dataset(args.data or config.data, args.data_root if args.data else config.data_root,
+                           image_size=trained.image_size, skip_bad=args.skip_bad, seed=config.seed)
+    if list(dataset.classes) != list(trained.classes):
+        raise ValueError(
+            f"{args.data or config.data}: classes {dataset.classes} differ from the model's {trained.classes}"
+        )
+    metrics = evaluate(trained.model, getattr(dataset, args.split), mean=trained.mean, std=trained.std,
+                       num_classes=len(trained.classes))
+    figure_path = Path(args.output) if args.output else (
+        Path(args.run) / f"confusion_{args.split}.png" if Path(args.run).is_dir() else Path(f"confusion_{args.split}.png"))
+    confusion_matrix_figure(metrics["confusion_matrix"], trained.classes, figure_path, title=f"{dataset.name} {args.split}")
+    worst = sorted(zip(metrics["per_class_accuracy"], trained.classes), key=lambda pair: (pair[0] is None, pair[0]))[:3]
+    _print(args, {**metrics, "classes": trained.classes, "figure": str(figure_path), "skipped": dataset.skipped}, [
+        f"{dataset.name} {args.split}: top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}, "
+        f"loss {metrics['loss']:.4f} ({metrics['count']} images)",
+        "weakest classes: " + ", ".join(f"{name} {value:.1%}" for value, name in worst if value is not None),
+        f"confusion matrix: {figure_path}",
+    ])
+    return 0
+
+
+def predict_command(args) -> int:
+    predictions = predict(load_trained(args.run), args.images, topk=args.topk)
+    if args.format == "json":
+        print(json.dumps([p.to_dict() for p in predictions]))
+        return 0
+    for prediction in predictions:
+        ranked = ", ".join(f"{name} {p:.1%}" for name, p in zip(prediction.classes, prediction.probabilities))
+        print(f"{prediction.path}: {ranked}")
+    return 0
+
+
+def export_command(args) -> int:
+    trained = load_trained(args.run)
+    suffix = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}[args.format_]
+    output = Path(args.output) if args.output else (
+        Path(args.run) / f"model{suffix}" if Path(args.run).is_dir() else Path(args.run).with_suffix(suffix))
+    metadata = {"class_names": trained.classes, "mean": trained.mean, "std": trained.std,
+                "image_size": list(trained.image_size), "architecture": trained.config.model}
+    report = export_model(trained.model, output, (trained.in_channels, *trained.image_size), args.format_, metadata)
+    if args.json:
+        print(json.dumps({"path": str(report.path), "format": report.format, "max_abs_difference": report.max_abs_difference}))
+    else:
+        print(f"wrote {report.path} ({report.format}); reloaded, it matches PyTorch within {report.max_abs_difference:.1e}")
+    return 0
 
 
 def add_commands(subparsers) -> None:
-    pass
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = subparsers.add_parser(
+        "train", help="train a network on built-in data, a standard format or your own folder",
+        description="Train a classifier and keep everything in a run folder; resume exactly after an interruption.",
+        epilog=TRAIN_EXAMPLES, formatter_class=formatter)
+    parser.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result (json: no progress bars)")
+    _add_config_options(parser)
+    parser.set_defaults(func=train_command)
+
+    parser = subparsers.add_parser(
+        "evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained model",
+        description="Evaluate a run (its best checkpoint) or a checkpoint file on a dataset split.",
+        epilog=EVALUATE_EXAMPLES, formatter_class=formatter)
+    parser.add_argument("run", metavar="RUN|CHECKPOINT", help="a run folder or a checkpoint file")
+    parser.add_argument("--data", help="dataset to evaluate on (default: the one the run trained on)")
+    parser.add_argument("--data-root", help="folder of a standard-format dataset given by --data")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default: %(default)s)")
+    parser.add_argument("--skip-bad", action="store_true", help="leave unreadable image files out and list them")
+    parser.add_argument("-o", "--output", help="confusion-matrix figure (default: RUN/confusion_SPLIT.png)")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(func=evaluate_command)
+
+    parser = subparsers.add_parser(
+        "predict", help="the most probable classes of image files",
+        description="Classify image files with a trained model.", epilog=PREDICT_EXAMPLES, formatter_class=formatter)
+    parser.add_argument("run", metavar="RUN|CHECKPOINT", help="a run folder or a checkpoint file")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, …)")
+    parser.add_argument("--topk", type=int, default=5, help="how many classes to list per image (default: %(default)s)")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    parser.set_defaults(func=predict_command)
+
+    parser = subparsers.add_parser(
+        "export", help="write a trained model as ONNX, TorchScript or safetensors, verified",
+        description="Export a trained model for deployment; the file is checked against PyTorch before success is reported.",
+        epilog=EXPORT_EXAMPLES, formatter_class=formatter)
+    parser.add_argument("run", metavar="RUN|CHECKPOINT", help="a run folder or a checkpoint file")
+    parser.add_argument("--format", dest="format_", choices=EXPORT_FORMATS, default="onnx", help="(default: %(default)s)")
+    parser.add_argument("-o", "--output", help="output file (default: RUN/model.onnx, .pt or .safetensors)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=export_command)
