@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnkit.data.dataset import Dataset, ImageSet, build_dataset, resize_image, split_image_set
+from cnnkit.data.dataset import Dataset, ImageSet, build_dataset, split_image_set
+from cnnkit.data.transforms import resize
 
 BUILTIN_SEED = 0
 """Seed of the built-in datasets' splits and of the shapes generator: fixed, never varied."""
@@ -53,7 +54,7 @@ def load_digits(image_size: int | tuple[int, int] | None = None) -> Dataset:
     size = _square_size(image_size, DIGIT_SIZE)
     bunch = sklearn_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0)[:, None]  # (1797, 1, 8, 8)
-    images = resize_image(images, size).contiguous()  # (1797, 1, H, W), float32 kept: 17 grey levels interpolated
+    images = resize(images, size).contiguous()  # (1797, 1, H, W), float32 kept: 17 grey levels interpolated
     everything = ImageSet(torch.from_numpy(bunch.target), images=images)
     splits = split_image_set(everything, BUILTIN_SEED)
     classes = [str(digit) for digit in range(10)]
@@ -66,7 +67,7 @@ def load_faces(image_size: int | tuple[int, int] | None = None) -> Dataset:
 
     size = _square_size(image_size, 25)
     patches = skimage.data.lfw_subset()  # (200, 25, 25) float64 in [0, 1]: 100 faces, then 100 non-faces
-    images = resize_image(torch.from_numpy(patches.astype(np.float32))[:, None], size).contiguous()
+    images = resize(torch.from_numpy(patches.astype(np.float32))[:, None], size).contiguous()
     labels = torch.cat([torch.zeros(100, dtype=torch.int64), torch.ones(100, dtype=torch.int64)])
     splits = split_image_set(ImageSet(labels, images=images), BUILTIN_SEED)
     return build_dataset("faces", ["face", "non-face"], splits, augmentation="flip", source="skimage.data.lfw_subset")

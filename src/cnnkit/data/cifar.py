@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnkit.data.dataset import VALIDATION_FRACTION, Dataset, ImageSet, build_dataset, resize_image, stratified_split, to_uint8
+from cnnkit.data.dataset import VALIDATION_FRACTION, Dataset, ImageSet, build_dataset, stratified_split, to_uint8
+from cnnkit.data.transforms import resize
 
 FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 """The folder each archive unpacks to, inside ``root``."""
@@ -127,7 +128,7 @@ def load_cifar(
         loaded = [_images_and_labels(folder / file, name, len(classes)) for file in BATCHES[name][split]]
         images = torch.cat([images for images, _ in loaded])
         if image_size is not None:
-            images = to_uint8(resize_image(images, image_size))
+            images = to_uint8(resize(images, image_size))
         parts[split] = ImageSet(torch.cat([labels for _, labels in loaded]), images=images)
     train_part, val_part = stratified_split(parts["train"].labels, (1 - VALIDATION_FRACTION, VALIDATION_FRACTION), seed)
     splits = (parts["train"].subset(train_part), parts["train"].subset(val_part), parts["test"])

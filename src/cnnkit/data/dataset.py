@@ -15,25 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from cnnkit.data.images import read_image
+from cnnkit.data.transforms import resize
 
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 """Train / validation / test fractions for data that comes without a split of its own."""
 
 VALIDATION_FRACTION = 0.1
 """Share of an official training split held out for validation (e.g. 54,000 / 6,000 for MNIST)."""
-
-
-def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize ``(C, H, W)`` or ``(N, C, H, W)`` to ``size`` = (H', W') by antialiased bilinear interpolation."""
-    if tuple(image.shape[-2:]) == tuple(size):
-        return image
-    batch = image if image.dim() == 4 else image[None]
-    out = F.interpolate(batch.float(), size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-    return (out if image.dim() == 4 else out[0]).clamp_(0, 1)
 
 
 def set_channels(image: Tensor, channels: int) -> Tensor:
@@ -109,7 +100,7 @@ class ImageSet(torch.utils.data.Dataset):
             image = self.images[index]
             return image.float().div_(255) if image.dtype == torch.uint8 else image
         image = read_image(self.files[index])
-        return resize_image(set_channels(image, self.channels), self.image_size)
+        return resize(set_channels(image, self.channels), self.image_size)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self.read(index), int(self.labels[index])

@@ -36,12 +36,12 @@ from cnnkit.data.dataset import (
     Dataset,
     ImageSet,
     build_dataset,
-    resize_image,
     set_channels,
     stratified_split,
     to_uint8,
 )
 from cnnkit.data.images import check_image, read_image
+from cnnkit.data.transforms import resize
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".tga", ".ico")
 """File suffixes read as images (case-insensitive)."""
@@ -128,7 +128,7 @@ def _decode(path: Path, size: tuple[int, int] | None) -> Tensor | str:
         image = read_image(path)
     except (ValueError, OSError) as error:
         return str(error)
-    return to_uint8(resize_image(image, size) if size is not None else image)
+    return to_uint8(resize(image, size) if size is not None else image)
 
 
 def _check(path: Path) -> tuple[int, int, int] | str:

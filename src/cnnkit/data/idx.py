@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnkit.data.dataset import VALIDATION_FRACTION, Dataset, ImageSet, build_dataset, resize_image, stratified_split, to_uint8
+from cnnkit.data.dataset import VALIDATION_FRACTION, Dataset, ImageSet, build_dataset, stratified_split, to_uint8
+from cnnkit.data.transforms import resize
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 """IDX type codes and their numpy dtypes."""
@@ -126,7 +127,7 @@ def load_idx_dataset(
     train_images, train_labels = read_idx_split(root, name, "train")
     test_images, test_labels = read_idx_split(root, name, "test")
     if image_size is not None:
-        train_images, test_images = (to_uint8(resize_image(images, image_size)) for images in (train_images, test_images))
+        train_images, test_images = (to_uint8(resize(images, image_size)) for images in (train_images, test_images))
     train_part, val_part = stratified_split(train_labels, (1 - VALIDATION_FRACTION, VALIDATION_FRACTION), seed)
     everything = ImageSet(train_labels, images=train_images)
     splits = (everything.subset(train_part), everything.subset(val_part), ImageSet(test_labels, images=test_images))

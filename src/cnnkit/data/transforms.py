@@ -35,11 +35,14 @@ def normalize(x: Tensor, mean: Sequence[float] | Tensor, std: Sequence[float] | 
 
 
 def resize(x: Tensor, size: int | Sequence[int]) -> Tensor:
-    """Resize ``(B, C, H, W)`` to ``size`` (int or (H', W')) by antialiased bilinear interpolation."""
+    """Resize ``(C, H, W)`` or ``(B, C, H, W)`` to ``size`` (int or (H', W')) by antialiased bilinear
+    interpolation, clipped to [0, 1] (interpolation can overshoot next to sharp edges)."""
     size = _pair(size)
     if tuple(x.shape[-2:]) == size:
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    batch = x if x.dim() == 4 else x[None]
+    out = F.interpolate(batch.float(), size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+    return out if x.dim() == 4 else out[0]
 
 
 def center_crop(x: Tensor, size: int | Sequence[int]) -> Tensor:

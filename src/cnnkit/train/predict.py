@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from cnnkit.data import read_image
-from cnnkit.data.dataset import resize_image, set_channels
-from cnnkit.data.transforms import normalize
+from cnnkit.data.dataset import set_channels
+from cnnkit.data.transforms import normalize, resize
 from cnnkit.models.speed import prepare_for_inference
 from cnnkit.train.trained import TrainedModel
 
@@ -44,7 +44,7 @@ def predict(
     if topk < 1:
         raise ValueError(f"topk must be at least 1, got {topk}")
     topk = min(topk, len(trained.classes))
-    images = [resize_image(set_channels(read_image(path), trained.in_channels), trained.image_size) for path in paths]
+    images = [resize(set_channels(read_image(path), trained.in_channels), trained.image_size) for path in paths]
     model = prepare_for_inference(trained.model, (trained.in_channels, *trained.image_size))
     predictions = []
     for start in range(0, len(images), batch_size):
