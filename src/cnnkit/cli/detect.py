@@ -1,0 +1,5 @@
+"""Commands: detect (being written)."""
+
+
+def add_commands(subparsers) -> None:
+    pass

@@ -1,0 +1,5 @@
+"""Commands: transfer (being written)."""
+
+
+def add_commands(subparsers) -> None:
+    pass
