@@ -16,14 +16,14 @@ input was positive (s · [x > 0]), the deconvnet passes max(0, s). Unpooling is 
 pooling's gradient and filtering is exactly the convolution's gradient with respect to its input.
 
 :func:`project_chain` is the paper's procedure written out for a chain of layers (VGG's and
-AlexNet's ``features``), with :func:`cnnkit.ops.max_pool`'s switches and
-:func:`cnnkit.ops.max_unpool`. :func:`deconvnet` does the same for any model whose
+AlexNet's ``features``), with :func:`cnnkit.ops.max_pool`'s switches and :func:`unpool`. :func:`deconvnet` does the same for any model whose
 rectifications are ``nn.ReLU`` modules, by running autograd with the ReLU's backward rule
 replaced, so residual networks work too; the tests check the two agree.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnkit.explain.layers import feature_maps, resolve_layer
-from cnnkit.ops import max_pool, max_unpool
+from cnnkit.ops import max_pool
 
 
 @dataclass
@@ -81,7 +81,7 @@ def project_chain(
     with torch.no_grad():
         for layer in layers:
             if isinstance(layer, nn.Conv2d):
-                records.append(("filter", layer))
+                records.append(("filter", (layer, x.shape[-2:])))
                 x = layer(x)
             elif isinstance(layer, nn.ReLU):
                 records.append(("rectify", None))
@@ -101,18 +101,39 @@ def project_chain(
                 signal = F.relu(signal)  # (N, C, h, w): only positive signals pass
             elif kind == "unpool":
                 switches, shape = record
-                signal = max_unpool(signal, switches, shape)  # (N, C, H, W): values back at their switches
+                signal = unpool(signal, switches, shape)  # (N, C, H, W): values back at their switches
             elif kind == "filter":
-                signal = transposed_filtering(signal, record)
+                signal = transposed_filtering(signal, *record)  # (N, C_in, H, W)
     return Projection(signal[0], f"layer {len(layers) - 1}", channel, position, activation)
 
 
-def transposed_filtering(signal: Tensor, conv: nn.Conv2d) -> Tensor:
+def unpool(signal: Tensor, switches: Tensor, input_shape: torch.Size) -> Tensor:
+    """Each value of ``signal`` (N, C, h, w) added at the input position its switch recorded.
+
+    With non-overlapping windows this is :func:`cnnkit.ops.max_unpool`. Overlapping windows
+    (AlexNet's 3×3 pooling with stride 2) can share a maximum; their values are summed there,
+    which makes unpooling the exact transpose of max pooling (its gradient).
+    """
+    n, c = signal.shape[:2]
+    plane = signal.new_zeros(n, c, math.prod(input_shape[-2:]))  # (N, C, H·W)
+    return plane.scatter_add(2, switches.flatten(2), signal.flatten(2)).view(n, c, *input_shape[-2:])
+
+
+def transposed_filtering(signal: Tensor, conv: nn.Conv2d, input_size: tuple[int, int] | None = None) -> Tensor:
     """The convolution's transpose applied to ``signal`` (N, C_out, h, w) → (N, C_in, H, W): the
-    same weights, flipped and with input and output channels swapped, no bias."""
+    same weights, flipped and with input and output channels swapped, no bias.
+
+    With stride s > 1 several input sizes give the same output size; ``input_size`` (H, W) picks
+    the one the forward pass had (default: the smallest, (h − 1)s − 2p + d(K − 1) + 1).
+    """
     if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         raise ValueError("transposed filtering supports numeric zero padding only")
-    return F.conv_transpose2d(signal, conv.weight, None, conv.stride, conv.padding, 0, conv.groups, conv.dilation)
+    extra = [0, 0]
+    if input_size is not None:
+        for i in range(2):
+            smallest = (signal.shape[2 + i] - 1) * conv.stride[i] - 2 * conv.padding[i] + conv.dilation[i] * (conv.kernel_size[i] - 1) + 1
+            extra[i] = int(input_size[i]) - smallest
+    return F.conv_transpose2d(signal, conv.weight, None, conv.stride, conv.padding, tuple(extra), conv.groups, conv.dilation)
 
 
 class _RectifiedBackward(torch.autograd.Function):
@@ -180,7 +201,7 @@ def deconvnet(
         for relu, flag in zip(relus, inplace):
             relu.inplace = flag
         model.train(was_training)
-    activation = float(output[0, channel, position[0], position[1]])
+    activation = float(output.detach()[0, channel, position[0], position[1]])
     return Projection(grad[0], layer, channel, position, activation)
 
 

@@ -9,8 +9,8 @@ The spine of :func:`stylize`, per scale from coarse to fine:
 2. targets: the content's responses at ``content_layer``, the style's Gram matrices at
    ``style_layers`` (:mod:`cnnkit.style.losses`);
 3. start from the content image, noise, or the previous scale's result upscaled;
-4. minimise α·L_content + β·L_style + γ·L_tv over the pixels with L-BFGS or Adam, clipping
-   them to [0, 1].
+4. minimise α·L_content + β·L_style + γ·L_tv over the pixels with L-BFGS (strong-Wolfe line
+   search; pixels clipped to [0, 1] between scales and at the end) or Adam (clipped every step).
 
 Gatys et al. name layers after the convolutions of their Caffe network, whose ReLUs work in
 place: their conv4_2 is the *rectified* response, cnnkit's ``relu4_2``, which is the default
@@ -269,8 +269,6 @@ def _optimise(image, features, content_target, style_targets, config, steps, sca
     state = {"step": 0, "stop": False}
 
     def closure():
-        with torch.no_grad():
-            image.clamp_(0, 1)
         optimizer.zero_grad()
         responses = features(image)
         grams = {name: gram_matrix(responses[name]) for name in style_targets}
@@ -281,7 +279,7 @@ def _optimise(image, features, content_target, style_targets, config, steps, sca
         loss.backward()
         state["step"] += 1
         terms = (content_term.item(), style_term.item(), tv_term.item())
-        record = Step(scale, size, state["step"], *terms, image.detach()[0])
+        record = Step(scale, size, state["step"], *terms, image.detach()[0].clamp(0, 1))
         history.append({"scale": scale, "size": list(size), "step": record.step, "content": record.content,
                         "style": record.style, "tv": record.tv})
         bar.update(1)
@@ -293,13 +291,17 @@ def _optimise(image, features, content_target, style_targets, config, steps, sca
         return loss
 
     if config.optimizer == "lbfgs":
-        optimizer = torch.optim.LBFGS([image], lr=1, max_iter=steps, max_eval=steps,
-                                      tolerance_grad=0.0, tolerance_change=0.0, history_size=50)
+        # Strong-Wolfe line search keeps the steps stable; the pixels are clipped only at the end
+        # (as in Gatys et al.'s and Johnson's implementations), so the line search sees one function.
+        optimizer = torch.optim.LBFGS([image], lr=1, max_iter=steps, max_eval=steps, tolerance_grad=0.0,
+                                      tolerance_change=0.0, history_size=50, line_search_fn="strong_wolfe")
         optimizer.step(closure)
     else:
         optimizer = torch.optim.Adam([image], lr=config.learning_rate)
         while state["step"] < steps and not state["stop"]:
             optimizer.step(closure)
+            with torch.no_grad():
+                image.clamp_(0, 1)  # projected gradient descent onto [0, 1]
     bar.close()
     with torch.no_grad():
         image.clamp_(0, 1)
