@@ -1,0 +1,1 @@
+"""Object detection: R-CNN, Fast R-CNN and Faster R-CNN from small composable stages."""
