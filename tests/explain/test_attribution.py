@@ -135,9 +135,8 @@ def test_top_patches_finds_the_image_with_the_strongest_response():
     images[1, :, 20:22, 20:22] = 0.5
     patches = explain.top_patches(model, images, "features.1", channel=0, k=2)
     assert [p.index for p in patches] == [3, 1]
-    top, left, bottom, right = patches[0].box
-    assert top <= 4 and left <= 10 and bottom >= 9 and right >= 15  # the spot and the 3×3 reach around it
-    assert bottom - top <= 9 and right - left <= 9
+    assert patches[0].position == (5, 11)  # the first unit whose 3×3 window lies wholly in the spot
+    assert patches[0].box == (4, 10, 7, 13)  # that unit's 3×3 receptive field
     assert explain.support_box(torch.zeros(3, 4, 5)) == (0, 0, 4, 5)
 
 
