@@ -93,7 +93,7 @@ def _image_arguments(parser: argparse.ArgumentParser, default_output: str) -> No
 def convolve(args) -> int:
     image, source = _input_image(args)
     options = {name: value for name, value in (("sigma", args.sigma), ("size", args.kernel_size)) if value is not None}
-    kernel = parse_kernel(args.kernel, **options) if args.kernel in KERNELS else parse_kernel(args.kernel)
+    kernel = parse_kernel(args.kernel, **options)
     start = time.perf_counter()
     output = filter_image(image, kernel, args.stride or 1, _padding(args.padding), args.dilation, args.mode, args.flip)
     seconds = time.perf_counter() - start
@@ -163,6 +163,11 @@ def parse_layer(token: str, index: int) -> tuple[Layer, Layer]:
     return tuple(Layer(k, stride, padding, dilation, name=name) for k in (kh, kw))
 
 
+def _by(values) -> str:
+    """(height, width) as "H×W"."""
+    return "×".join(f"{value:g}" for value in values)
+
+
 def shape(args) -> int:
     height, width = _parse_size(args.input)
     tokens = args.layers or LENET_LAYERS
@@ -186,10 +191,9 @@ def shape(args) -> int:
     print(header)
     print("-" * len(header))
     for row in table:
-        pair = lambda values, form="{}": "×".join(form.format(v) for v in values)  # noqa: E731
         print(
-            f"{row['layer']:<12}{pair(row['kernel']):>7}{row['stride']:>4}{str(row['padding']):>6}{row['dilation']:>4}"
-            f"{pair(row['output']):>11}{pair(row['jump']):>9}{pair(row['receptive_field']):>9}{pair(row['start'], '{:g}'):>12}"
+            f"{row['layer']:<12}{_by(row['kernel']):>7}{row['stride']:>4}{str(row['padding']):>6}{row['dilation']:>4}"
+            f"{_by(row['output']):>11}{_by(row['jump']):>9}{_by(row['receptive_field']):>9}{_by(row['start']):>12}"
         )
     return 0
 

@@ -95,9 +95,12 @@ def kernel(name: str, **options) -> torch.Tensor:
 
 
 def parse_kernel(text: str, **options) -> torch.Tensor:
-    """A kernel from a name (``"sobel-x"``) or from numbers, rows split by ``;``: ``"1,0,-1;2,0,-2;1,0,-1"``."""
+    """A kernel from a name (``"sobel-x"``, with its ``options``) or from numbers, rows split by
+    ``;``: ``"1,0,-1;2,0,-2;1,0,-1"``."""
     if text in KERNELS:
         return kernel(text, **options)
+    if options:
+        raise ValueError(f"options {', '.join(options)} apply only to named kernels, not to {text!r}")
     try:
         rows = [[float(value) for value in row.split(",")] for row in text.strip().split(";")]
     except ValueError:
