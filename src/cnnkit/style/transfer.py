@@ -39,6 +39,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
+MIN_SIDE = 16
+"""Smallest image side VGG-19 takes to relu5_1, behind four 2×2 poolings; a smaller style image is enlarged."""
 
 WEIGHTS_HINT = (
     "without ImageNet weights VGG-19's features are random and the result will not be painterly; "
@@ -239,7 +241,13 @@ def stylize(
         longer = round(config.size / 2 ** (config.scales - 1 - scale))
         steps = config.steps if scale == config.scales - 1 or config.coarse_steps is None else config.coarse_steps
         target_content = resize_to(content, longer)[None]  # (1, 3, h, w)
-        target_style = resize_to(style, max(16, round(longer * config.style_scale)))[None]
+        if min(target_content.shape[-2:]) < MIN_SIDE:
+            raise ValueError(
+                f"the content image would be {target_content.shape[-2]}×{target_content.shape[-1]} px at scale "
+                f"{scale + 1} of {config.scales}; VGG-19 needs at least {MIN_SIDE} px per side: use fewer scales or a larger size"
+            )
+        style_aspect = max(style.shape[-2:]) / min(style.shape[-2:])
+        target_style = resize_to(style, max(round(longer * config.style_scale), math.ceil(MIN_SIDE * style_aspect)))[None]
         if image is None:
             image = target_content.clone() if config.init == "content" else torch.rand(target_content.shape, generator=generator)
         else:
