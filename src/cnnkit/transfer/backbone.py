@@ -127,8 +127,9 @@ def _from_weights(path: Path, architecture: str | None, mean, std) -> Pretrained
     try:
         load_weights(model, path)
     except WeightsMismatchError as error:
+        detail = "; ".join(line.strip() for line in str(error).splitlines()[1:] if "strict=False" not in line)
         raise WeightsMismatchError(
-            f"{path} does not fit architecture {architecture!r} (pass the right one with --model):\n{error}"
+            f"{path} does not fit architecture {architecture!r}: {detail}; name the right one (--model)"
         ) from None
     model.eval()
     channels = model.default_input_size[0]

@@ -70,38 +70,52 @@ def grid_size(channels: int, height: int) -> int:
 
 @torch.no_grad()
 def compute_features(
-    model: nn.Module, images: ImageSet, layer: str, mean, std, batch_size: int = 256,
-) -> Tensor:
-    """Features ``(N, D)`` float32 of every image of ``images`` at ``layer``, model in eval mode.
+    model: nn.Module, images: ImageSet, layers: str | list[str], mean, std, batch_size: int = 256,
+) -> Tensor | dict[str, Tensor]:
+    """Features ``(N, D)`` float32 of every image of ``images`` at ``layers``, model in eval mode.
 
-    Images are normalised by ``mean``/``std``; ``HEAD_INPUT`` captures the classifier's input
-    (a forward pre-hook), other layers are pooled by `pool_feature_map`.
+    One forward pass per batch serves every layer asked. Images are normalised by
+    ``mean``/``std``; ``HEAD_INPUT`` is the classifier's input (a forward pre-hook), other
+    layers are their outputs pooled by `pool_feature_map`. A single layer name gives one
+    tensor, a list a dict by name.
     """
-    check_layer(model, layer)
+    names = [layers] if isinstance(layers, str) else list(layers)
+    for layer in names:
+        check_layer(model, layer)
     model.eval()
-    chunks = []
+    chunks: dict[str, list[Tensor]] = {layer: [] for layer in names}
     for x, _ in iterate_batches(images, torch.arange(len(images)), batch_size):
         x = normalize(x, mean, std).contiguous(memory_format=torch.channels_last)
-        chunks.append(_features_of_batch(model, x, layer))
-    if not chunks:
+        for layer, features in _features_of_batch(model, x, names).items():
+            chunks[layer].append(features)
+    if not len(images):
         raise ValueError("no images to compute features of")
-    return torch.cat(chunks)
+    features = {layer: torch.cat(parts) for layer, parts in chunks.items()}
+    return features[layers] if isinstance(layers, str) else features
 
 
-def _features_of_batch(model: nn.Module, x: Tensor, layer: str) -> Tensor:
-    if layer != HEAD_INPUT:
-        return pool_feature_map(extract_features(model, x, [layer])[layer])
-    captured = []
+def _features_of_batch(model: nn.Module, x: Tensor, layers: list[str]) -> dict[str, Tensor]:
+    inner = [layer for layer in layers if layer != HEAD_INPUT]
+    if HEAD_INPUT not in layers:  # the forward pass stops after the deepest layer asked
+        return {name: pool_feature_map(out) for name, out in extract_features(model, x, inner).items()}
+    captured = {}
 
-    def capture(module, inputs):
-        captured.append(inputs[0].detach().float().flatten(1))  # (B, D)
+    def capture_output(name):
+        def hook(module, inputs, output):
+            captured.setdefault(name, pool_feature_map(output.detach()))
+        return hook
 
-    handle = model.get_submodule(model.classifier_name).register_forward_pre_hook(capture)
+    def capture_input(module, inputs):
+        captured[HEAD_INPUT] = inputs[0].detach().float().flatten(1)  # (B, D)
+
+    handles = [model.get_submodule(name).register_forward_hook(capture_output(name)) for name in inner]
+    handles.append(model.get_submodule(model.classifier_name).register_forward_pre_hook(capture_input))
     try:
         model(x)
     finally:
-        handle.remove()
-    return captured[0]
+        for handle in handles:
+            handle.remove()
+    return {layer: captured[layer] for layer in layers}
 
 
 def pool_feature_map(feature_map: Tensor) -> Tensor:
@@ -137,35 +151,45 @@ class FeatureCache:
         self.misses = 0
 
     def features(self, model: nn.Module, images: ImageSet, layer: str, mean, std, weights_key: str) -> Tensor:
-        """``compute_features(...)``, read from the cache when the same key was computed before.
+        """``compute_features(...)`` of one layer, read from the cache when computed before."""
+        return self.many(model, images, [layer], mean, std, weights_key)[layer]
 
-        The key hashes ``weights_key`` (the weights file's SHA-256 and any input adaptation),
-        the layer, the grid rule, the normalisation and `data_fingerprint(images)`.
+    def many(self, model: nn.Module, images: ImageSet, layers: list[str], mean, std, weights_key: str) -> dict[str, Tensor]:
+        """Features of several layers; the ones not cached are computed in one pass and stored.
+
+        A layer's key hashes ``weights_key`` (the weights file's SHA-256 and any input
+        adaptation), the layer, the grid rule, the normalisation and `data_fingerprint(images)`.
+        A damaged cache file is recomputed and replaced.
         """
-        key = self.key(images, layer, mean, std, weights_key)
-        path = self.directory / f"{key}.safetensors" if self.directory is not None else None
-        if path is not None and path.exists():
-            from safetensors.torch import load_file
+        from safetensors.torch import load_file, save_file
 
-            try:
-                stored = load_file(str(path))
-                self.hits += 1
-                return stored["features"]
-            except Exception:  # a damaged cache file is recomputed and replaced
-                pass
-        self.misses += 1
-        features = compute_features(model, images, layer, mean, std)
-        if path is not None:
-            from safetensors.torch import save_file
+        data_key = data_fingerprint(images)
+        paths = {layer: self._path(data_key, layer, mean, std, weights_key) for layer in layers}
+        found = {}
+        for layer, path in paths.items():
+            if path is not None and path.exists():
+                try:
+                    found[layer] = load_file(str(path))["features"]
+                    self.hits += 1
+                except Exception:
+                    pass
+        missing = [layer for layer in layers if layer not in found]
+        if missing:
+            self.misses += len(missing)
+            computed = compute_features(model, images, missing, mean, std)
+            for layer, features in computed.items():
+                path = paths[layer]
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_write(path) as temporary:
+                        save_file({"features": features.contiguous()}, str(temporary), metadata={"layer": layer})
+            found.update(computed)
+        return {layer: found[layer] for layer in layers}
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(path) as temporary:
-                save_file({"features": features.contiguous()}, str(temporary), metadata={"layer": layer})
-        return features
-
-    @staticmethod
-    def key(images: ImageSet, layer: str, mean, std, weights_key: str) -> str:
+    def _path(self, data_key: str, layer: str, mean, std, weights_key: str) -> Path | None:
+        if self.directory is None:
+            return None
         fields = {"version": CACHE_VERSION, "weights": weights_key, "layer": layer, "dims": FEATURE_DIMENSIONS,
                   "mean": [round(float(m), 6) for m in mean], "std": [round(float(s), 6) for s in std],
-                  "data": data_fingerprint(images)}
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:40]
+                  "data": data_key}
+        return self.directory / (hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:40] + ".safetensors")

@@ -39,6 +39,7 @@ class Target:
     std: list[float]
     cache: FeatureCache
     notes: list[str] = field(default_factory=list)
+    _memory: dict = field(default_factory=dict, repr=False)
 
     @property
     def weights_key(self) -> str:
@@ -46,9 +47,16 @@ class Target:
 
     def features(self, layer: str, split: str) -> tuple[Tensor, Tensor]:
         """Features (N, D) and labels (N,) of one split at ``layer``, through the cache."""
-        images = self.dataset.split(split)
-        features = self.cache.features(self.model, images, layer, self.mean, self.std, self.weights_key)
-        return features, images.labels
+        return self.features_of([layer], split)[layer], self.dataset.split(split).labels
+
+    def features_of(self, layers: list[str], split: str) -> dict[str, Tensor]:
+        """Features of several layers of one split, computed together (`FeatureCache.many`)."""
+        missing = [layer for layer in layers if (split, layer) not in self._memory]
+        if missing:
+            images = self.dataset.split(split)
+            computed = self.cache.many(self.model, images, missing, self.mean, self.std, self.weights_key)
+            self._memory.update({(split, layer): features for layer, features in computed.items()})
+        return {layer: self._memory[(split, layer)] for layer in layers}
 
 
 def prepare(source: str | os.PathLike | Pretrained, data: str | os.PathLike | Dataset, *,
@@ -115,5 +123,11 @@ def fit_layer(target: Target, layer: str) -> LayerScore:
 
 
 def probe_layers(target: Target, layers: list[str] | None = None) -> Probe:
-    """`fit_layer` on each of ``layers`` (default: the stages, then the classifier's input)."""
-    return Probe([fit_layer(target, layer) for layer in layers or layer_names(target.model)])
+    """`fit_layer` on each of ``layers`` (default: the stages, then the classifier's input);
+    the features of all layers are computed together, one forward pass per split."""
+    layers = layers or layer_names(target.model)
+    for layer in layers:
+        check_layer(target.model, layer)
+    for split in ("train", "val", "test"):
+        target.features_of(layers, split)
+    return Probe([fit_layer(target, layer) for layer in layers])

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnkit.files import atomic_write
-from cnnkit.train import TrainConfig, train
+from cnnkit.train import TrainConfig, resume, train
 from cnnkit.train.checkpoint import BEST, CHECKPOINT_FORMAT
 from cnnkit.train.engine import _new_run_dir
 from cnnkit.train.metrics import confusion_matrix, per_class_accuracy, topk_correct
@@ -37,6 +37,14 @@ from cnnkit.transfer.probe import LayerScore, Target, fit_layer, prepare, probe_
 
 STRATEGY_NAMES = ("auto", "linear", "intermediate", "finetune-top", "finetune-all")
 TRANSFER_FILE = "transfer.json"
+FINETUNE_DEFAULTS = {"epochs": 10, "lr": 0.01}
+"""Fine-tuning defaults that differ from `TrainConfig`'s training from scratch: fewer epochs
+and a lower peak learning rate (the new head's; pretrained layers get a tenth of it)."""
+
+
+def default_config(**fields) -> TrainConfig:
+    """`TrainConfig` with `FINETUNE_DEFAULTS`, then ``fields``."""
+    return TrainConfig(**{**FINETUNE_DEFAULTS, **fields})
 
 
 @dataclass
@@ -75,7 +83,7 @@ def transfer(source, data, *, strategy: str = "auto", layer: str | None = None, 
     if strategy not in STRATEGY_NAMES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGY_NAMES)}")
     started = time.perf_counter()
-    config = config or TrainConfig()
+    config = config or default_config()
     target = prepare(source, data, architecture=architecture, data_root=config.data_root,
                      cache_dir=cache_dir, seed=config.seed)
     if layer is not None:
@@ -118,6 +126,26 @@ def transfer(source, data, *, strategy: str = "auto", layer: str | None = None, 
     best = result.best.get("value")
     return TransferResult(result.run_dir, strategy, None, result.report.get("test", result.test), best,
                           time.perf_counter() - started, target.notes, advice)
+
+
+def resume_transfer(run_dir: str | os.PathLike, progress: bool | None = None) -> TransferResult:
+    """Continue an interrupted fine-tuning run from its last checkpoint (`cnnkit.train.resume`
+    with the `FineTuneTask` rebuilt from ``transfer.json``). Feature runs finish in one go."""
+    run_dir = Path(run_dir)
+    settings_path = run_dir / TRANSFER_FILE
+    if not settings_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no {TRANSFER_FILE}; not a cnnkit transfer run")
+    settings = json.loads(settings_path.read_text())
+    if not settings["strategy"].startswith("finetune"):
+        raise ValueError(f"{run_dir}: a {settings['strategy']} run is finished when written; nothing to resume")
+    from cnnkit.transfer.backbone import load_pretrained
+
+    started = time.perf_counter()
+    task = FineTuneTask(load_pretrained(settings["source"], settings["architecture"]), settings["top_blocks"],
+                        settings["pretrained_lr_scale"], settings["freeze_bn"])
+    result = resume(run_dir, task=task, progress=progress)
+    return TransferResult(run_dir, settings["strategy"], None, result.report.get("test", result.test),
+                          result.best.get("value"), time.perf_counter() - started, settings["adaptations"])
 
 
 def _write_feature_run(run_dir: Path, config: TrainConfig, target: Target, score: LayerScore, settings: dict) -> dict:
