@@ -1,0 +1,56 @@
+"""R-CNN and Fast R-CNN share Faster R-CNN's stages; selective search proposals."""
+
+import torch
+
+from cnnkit.detection.fast_rcnn import fast_rcnn
+from cnnkit.detection.proposals import SelectiveSearch
+from cnnkit.detection.rcnn import rcnn, warp_regions
+from cnnkit.detection.roi_heads import RoIPooler, TwoMLPHead
+from cnnkit.detection.scenes import digit_scenes
+from cnnkit.detection.structures import Detections
+
+
+def test_selective_search_finds_the_digits():
+    from torchvision.ops import box_iou
+
+    scenes = digit_scenes("val", count=3)
+    for i in range(3):
+        proposals = SelectiveSearch(300)(scenes.image(i))
+        assert proposals.shape[1] == 4 and 0 < len(proposals) <= 300
+        assert (box_iou(scenes.targets[i]["boxes"], proposals).max(1).values >= 0.5).all()
+
+
+def test_warp_regions_resamples_the_box_contents():
+    image = torch.zeros(3, 40, 40)
+    image[:, 10:20, 10:30] = 1.0
+    regions = warp_regions(image, torch.tensor([[10.0, 10.0, 30.0, 20.0]]), 8, context=0.0)
+    assert regions.shape == (1, 3, 8, 8) and regions[..., 1:-1, :].min() > 0.99  # edge rows blend the border
+
+
+def test_fast_rcnn_is_rcnn_with_the_convolution_shared():
+    torch.manual_seed(0)
+    scenes = digit_scenes("val", count=2)
+    fast = fast_rcnn("small", scenes.categories)
+    slow = rcnn(scenes.categories)
+    assert isinstance(fast.roi_heads.box_roi_pool, RoIPooler) and fast.roi_heads.box_roi_pool.method == "max"
+    assert type(fast.backbone) is type(slow.backbone) and isinstance(slow.box_head, TwoMLPHead)
+    shared = {k.replace("roi_heads.", ""): v for k, v in fast.state_dict().items()
+              if k.startswith(("backbone.", "roi_heads.box_head."))}
+    assert set(shared) <= set(slow.state_dict())  # the same CNN and head, parameter for parameter
+    image, target = scenes[0]
+    with torch.no_grad():  # R-CNN: one CNN pass per warped region
+        assert slow.eval().region_features(image, target["boxes"]).shape == (len(target["boxes"]), 256)
+    losses = fast.train().loss([image], [{**target, "proposals": SelectiveSearch()(image)}])
+    assert set(losses) == {"loss_classifier", "loss_box_reg"} and torch.isfinite(sum(losses.values()))
+    detections = fast.predict([image])
+    assert isinstance(detections[0], Detections)
+
+
+def test_rcnn_fits_svms_and_box_regressors_on_a_few_scenes():
+    torch.manual_seed(0)
+    scenes = digit_scenes("train", count=6)
+    model = rcnn(scenes.categories, max_proposals=30)
+    model.fit(scenes, epochs=1, regions_per_image=16, log=lambda line: None)
+    assert model.svm.weight.abs().sum() > 0 and model.box_regressor.weight.shape == (40, 256)
+    found = model.predict([scenes.image(0)])[0]
+    assert found.boxes.shape[1] == 4 and ((found.scores > 0) & (found.scores < 1)).all()
