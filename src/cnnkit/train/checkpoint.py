@@ -42,15 +42,23 @@ def save_checkpoint(state: dict, path: str | os.PathLike, keep_previous: bool = 
     kept as ``previous.pt`` beside it (a hard link, or a copy where links are not possible)."""
     path = Path(path)
     if keep_previous and path.exists():
-        with atomic_write(path.parent / PREVIOUS) as temporary:
-            temporary.unlink()
-            try:
-                os.link(path, temporary)
-            except OSError:
-                shutil.copyfile(path, temporary)
+        link_checkpoint(path, path.parent / PREVIOUS)
     with atomic_write(path) as temporary:
         torch.save(state, temporary)
     return path
+
+
+def link_checkpoint(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Make ``target`` name the same file as ``source`` (a hard link; a copy where links are not
+    possible), atomically replacing any old ``target``: no second serialisation of the state."""
+    target = Path(target)
+    with atomic_write(target) as temporary:
+        temporary.unlink()
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+    return target
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -60,6 +60,13 @@ def process_group(device: torch.device) -> Iterator[Processes]:
             dist.destroy_process_group()
 
 
+def current_processes(device: torch.device) -> Processes:
+    """This process's place in the process group already joined, or a single process."""
+    if dist.is_available() and dist.is_initialized():
+        return Processes(dist.get_rank(), dist.get_world_size(), device)
+    return Processes(device=device)
+
+
 def broadcast_object(value, processes: Processes):
     """Process 0's ``value`` on every process."""
     if processes.world_size == 1:
@@ -70,7 +77,7 @@ def broadcast_object(value, processes: Processes):
 
 
 def sum_over_processes(values: torch.Tensor, processes: Processes) -> torch.Tensor:
-    """Element-wise sum of a float64 CPU tensor over processes (itself when W = 1)."""
+    """Element-wise sum of a CPU tensor over processes (itself when W = 1)."""
     if processes.world_size == 1:
         return values
     on = processes.device if dist.get_backend() == "nccl" else torch.device("cpu")

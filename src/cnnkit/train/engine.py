@@ -33,7 +33,16 @@ from cnnkit.data import load_dataset
 from cnnkit.data.transforms import augmentation, normalize
 from cnnkit.files import atomic_write
 from cnnkit.train import batches
-from cnnkit.train.checkpoint import BEST, CHECKPOINT_FORMAT, LAST, load_checkpoint, load_latest, save_checkpoint
+from cnnkit.train.checkpoint import (
+    BEST,
+    CHECKPOINT_FORMAT,
+    LAST,
+    PREVIOUS,
+    load_checkpoint,
+    link_checkpoint,
+    load_latest,
+    save_checkpoint,
+)
 from cnnkit.train.config import TrainConfig
 from cnnkit.train.distributed import (
     Processes,
@@ -44,6 +53,7 @@ from cnnkit.train.distributed import (
     restarted_by_torchrun,
     sum_over_processes,
 )
+from cnnkit.train.metrics import autocast_dtype
 from cnnkit.train.progress import Progress
 from cnnkit.train.report import write_report
 from cnnkit.train.schedules import default_milestones, learning_rate
@@ -214,7 +224,7 @@ class _Run:
             x = x.contiguous(memory_format=torch.channels_last)
         torch.manual_seed(batches.derived_seed(config.seed, batches.DROPOUT, rank, state["step"]))
         try:
-            with torch.autocast(self.device.type, dtype=_amp_dtype(self.device), enabled=config.amp):
+            with torch.autocast(self.device.type, dtype=autocast_dtype(self.device), enabled=config.amp):
                 outputs = self.network(x)
                 loss = self.task.loss(outputs, y, config)
             self.optimizer.zero_grad(set_to_none=True)
@@ -311,7 +321,7 @@ class _Run:
         checkpoint = self._checkpoint()
         save_checkpoint(checkpoint, self.run_dir / LAST, keep_previous=True)
         if best:
-            save_checkpoint(checkpoint, self.run_dir / BEST)
+            link_checkpoint(self.run_dir / LAST, self.run_dir / BEST)
 
     def _checkpoint(self) -> dict:
         state, dataset = self.state, self.dataset
@@ -366,10 +376,6 @@ def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype:
-    return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
 def _is_out_of_memory(error: BaseException) -> bool:
     text = str(error).lower()
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
@@ -380,7 +386,7 @@ def _zero_totals() -> dict:
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
-    return any((run_dir / name).exists() for name in (LAST, "previous.pt"))
+    return any((run_dir / name).exists() for name in (LAST, PREVIOUS))
 
 
 def _new_run_dir(config: TrainConfig) -> Path:

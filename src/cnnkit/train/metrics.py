@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnkit.data.transforms import normalize
 from cnnkit.train.batches import iterate_batches
+from cnnkit.train.distributed import current_processes, sum_over_processes
 
 
 def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
@@ -77,10 +77,8 @@ def evaluate(
     device = torch.device(device)
     loss_function = loss_function or F.cross_entropy
     num_classes = num_classes or _output_classes(model)
-    indices = torch.arange(len(imageset))
-    distributed = dist.is_available() and dist.is_initialized()
-    if distributed:
-        indices = indices[dist.get_rank() :: dist.get_world_size()]  # disjoint, no padding
+    processes = current_processes(device)
+    indices = torch.arange(len(imageset))[processes.rank :: processes.world_size]  # disjoint, no padding
     model.eval()
     # loss sum, top-1 hits, top-5 hits, count; then the confusion matrix
     totals = torch.zeros(4, dtype=torch.float64)
@@ -90,7 +88,7 @@ def evaluate(
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = y.to(device)
-        with torch.autocast(device.type, dtype=_amp_dtype(device), enabled=amp):
+        with torch.autocast(device.type, dtype=autocast_dtype(device), enabled=amp):
             logits = model(x)
         logits = logits.float()
         hits = topk_correct(logits, y)
@@ -98,8 +96,7 @@ def evaluate(
             [float(loss_function(logits, y)) * len(y), hits[1], hits[5], len(y)], dtype=torch.float64
         )
         matrix += confusion_matrix(logits.argmax(1).cpu(), y.cpu(), num_classes)
-    if distributed:
-        totals, matrix = _sum_over_processes(totals, matrix, device)
+    totals, matrix = sum_over_processes(totals, processes), sum_over_processes(matrix, processes)
     loss_sum, top1, top5, count = totals.tolist()
     average = (lambda value: value / count) if count else (lambda value: float("nan"))
     return {
@@ -122,15 +119,6 @@ def _output_classes(model: nn.Module) -> int:
     raise ValueError(f"pass num_classes: {type(model).__name__} names no classifier to count them from")
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 on the CPU (no loss scaling needed), float16 on CUDA."""
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """Mixed precision's type: bfloat16 on the CPU (no loss scaling needed), float16 on CUDA."""
     return torch.float16 if device.type == "cuda" else torch.bfloat16
-
-
-def _sum_over_processes(totals: Tensor, matrix: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
-    """All-reduce (sum) the counts; NCCL needs the tensors on the GPU."""
-    on = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    totals, matrix = totals.to(on), matrix.to(on)
-    dist.all_reduce(totals)
-    dist.all_reduce(matrix)
-    return totals.cpu(), matrix.cpu()
