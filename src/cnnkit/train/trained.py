@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from cnnkit.train.checkpoint import BEST, load_checkpoint, load_latest
