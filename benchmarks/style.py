@@ -16,7 +16,7 @@ evaluations; each method's time is when its full-size loss first falls to the ta
 includes its coarse levels). The two run ``--rounds`` times, alternating, and the best time of
 each counts: on a shared machine other work only ever adds time.
 
-    python benchmarks/style.py                      # about 10 minutes on 2 cores
+    python benchmarks/style.py                      # 10-20 minutes on 2 idle cores
     python benchmarks/style.py --weights vgg19-dcbb9e9d.pth --steps 300
 """
 
@@ -128,10 +128,11 @@ def main() -> None:
         row = next((t, c, s) for t, c, s in trace if c + s <= target)
         if baseline_best is None or seconds < baseline_best["seconds"]:
             baseline_best = {"seconds": seconds, "step": trace.index(row) + 1, "content": row[1], "style": row[2]}
+        print(f"round {round_index + 1}: baseline {seconds:.1f} s", flush=True)
         run = cnnkit_run(features, content, style, target, args)
         if cnnkit_best is None or run["seconds"] < cnnkit_best["seconds"]:
             cnnkit_best = run
-        print(f"round {round_index + 1}: baseline {seconds:.1f} s, cnnkit {run['seconds']:.1f} s", flush=True)
+        print(f"round {round_index + 1}: cnnkit {run['seconds']:.1f} s", flush=True)
 
     print(f"\n{'method':<44}{'seconds':>9}{'evals':>7}{'content':>11}{'style':>11}{'speed-up':>10}")
     label = f"cnnkit stylize, {args.scales} scales ({args.coarse_steps}/level)"
