@@ -8,7 +8,8 @@ from torch import nn
 
 from cnnkit import ops
 from cnnkit.explain import deconvnet, project_chain, strongest_activations, transposed_filtering
-from cnnkit.explain.deconvnet import top_signal, unpool
+from cnnkit.explain.deconvnet import top_signal
+from cnnkit.ops import max_unpool
 
 
 def test_unpooling_puts_the_value_back_at_the_recorded_switch():
@@ -24,7 +25,9 @@ def test_unpooling_puts_the_value_back_at_the_recorded_switch():
     projection = project_chain([nn.MaxPool2d(2)], x, channel=0, position=(0, 1))  # window of 2, 0, 8, 1
     assert projection.image[0, 1, 2] == 8.0 and projection.image.count_nonzero() == 1
     pooled, switches = ops.max_pool(x, 2, return_switches=True)
-    assert torch.equal(unpool(pooled, switches, x.shape), ops.max_unpool(pooled, switches, x.shape))
+    unpooled = torch.zeros_like(x)
+    unpooled[0, 0, 0, 1], unpooled[0, 0, 1, 2], unpooled[0, 0, 3, 0], unpooled[0, 0, 3, 3] = 5.0, 8.0, 9.0, 7.0
+    assert torch.equal(max_unpool(pooled, switches, x.shape), unpooled)
 
 
 def test_overlapping_windows_that_share_a_maximum_add_their_values_there():
@@ -33,10 +36,10 @@ def test_overlapping_windows_that_share_a_maximum_add_their_values_there():
     pooled, switches = ops.max_pool(x, 3, stride=2, return_switches=True)
     assert (switches == 12).all()
     signal = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
-    assert unpool(signal, switches, x.shape)[0, 0, 2, 2] == 10.0
+    assert max_unpool(signal, switches, x.shape)[0, 0, 2, 2] == 10.0
     x.requires_grad_(True)
     (gradient,) = torch.autograd.grad((F.max_pool2d(x, 3, 2) * signal).sum(), x)
-    assert torch.equal(gradient, unpool(signal, switches, x.shape))
+    assert torch.equal(gradient, max_unpool(signal, switches, x.shape))
 
 
 def _relu_then_scale(weight: float, bias: float) -> list[nn.Module]:

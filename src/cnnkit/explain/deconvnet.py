@@ -16,14 +16,13 @@ input was positive (s · [x > 0]), the deconvnet passes max(0, s). Unpooling is 
 pooling's gradient and filtering is exactly the convolution's gradient with respect to its input.
 
 :func:`project_chain` is the paper's procedure written out for a chain of layers (VGG's and
-AlexNet's ``features``), with :func:`cnnkit.ops.max_pool`'s switches and :func:`unpool`. :func:`deconvnet` does the same for any model whose
+AlexNet's ``features``), with :func:`cnnkit.ops.max_pool`'s switches and :func:`cnnkit.ops.max_unpool`. :func:`deconvnet` does the same for any model whose
 rectifications are ``nn.ReLU`` modules, by running autograd with the ReLU's backward rule
 replaced, so residual networks work too; the tests check the two agree.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnkit.explain.layers import feature_maps, resolve_layer
-from cnnkit.ops import max_pool
+from cnnkit.ops import max_pool, max_unpool
 
 
 @dataclass
@@ -101,22 +100,10 @@ def project_chain(
                 signal = F.relu(signal)  # (N, C, h, w): only positive signals pass
             elif kind == "unpool":
                 switches, shape = record
-                signal = unpool(signal, switches, shape)  # (N, C, H, W): values back at their switches
+                signal = max_unpool(signal, switches, shape)  # (N, C, H, W): values back at their switches
             elif kind == "filter":
                 signal = transposed_filtering(signal, *record)  # (N, C_in, H, W)
     return Projection(signal[0], f"layer {len(layers) - 1}", channel, position, activation)
-
-
-def unpool(signal: Tensor, switches: Tensor, input_shape: torch.Size) -> Tensor:
-    """Each value of ``signal`` (N, C, h, w) added at the input position its switch recorded.
-
-    With non-overlapping windows this is :func:`cnnkit.ops.max_unpool`. Overlapping windows
-    (AlexNet's 3×3 pooling with stride 2) can share a maximum; their values are summed there,
-    which makes unpooling the exact transpose of max pooling (its gradient).
-    """
-    n, c = signal.shape[:2]
-    plane = signal.new_zeros(n, c, math.prod(input_shape[-2:]))  # (N, C, H·W)
-    return plane.scatter_add(2, switches.flatten(2), signal.flatten(2)).view(n, c, *input_shape[-2:])
 
 
 def transposed_filtering(signal: Tensor, conv: nn.Conv2d, input_size: tuple[int, int] | None = None) -> Tensor:

@@ -69,15 +69,17 @@ def max_pool(
 def max_unpool(y: torch.Tensor, switches: torch.Tensor, input_shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
     """Unpooling with switches: the inverse of :func:`max_pool` in the deconvnet sense.
 
-    Each value of ``y`` is written back to the input position its switch recorded; every other
-    position is zero. ``input_shape`` is the shape of the tensor that was pooled.
+    Each value of ``y`` is put back at the input position its switch recorded; every other
+    position is zero. Overlapping windows (3×3 pooling with stride 2) can share a maximum: their
+    values are summed there, which makes unpooling the exact transpose (the gradient) of max
+    pooling. ``input_shape`` is the shape of the tensor that was pooled.
     """
     dims = y.dim() - 2
     if not 1 <= dims <= 3 or switches.shape != y.shape:
         raise ValueError(f"y {tuple(y.shape)} and switches {tuple(switches.shape)} must have the same (N, C, *S) shape")
     spatial = tuple(input_shape[-dims:])
     plane = torch.zeros(*y.shape[:2], math.prod(spatial), dtype=y.dtype, device=y.device)  # (N, C, H·W)
-    return plane.scatter(2, switches.flatten(2), y.flatten(2)).view(*y.shape[:2], *spatial)
+    return plane.scatter_add(2, switches.flatten(2), y.flatten(2)).view(*y.shape[:2], *spatial)
 
 
 def avg_pool(
