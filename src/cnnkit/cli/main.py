@@ -16,13 +16,15 @@ from cnnkit import __version__
 from cnnkit.cli import detect as detect_commands
 from cnnkit.cli import models as models_commands
 from cnnkit.cli import ops as ops_commands
+from cnnkit.cli import segment as segment_commands
 from cnnkit.cli import style as style_commands
 from cnnkit.cli import train as train_commands
 from cnnkit.cli import transfer as transfer_commands
 from cnnkit.cli import visualize as visualize_commands
 
 COMMAND_GROUPS = [
-    ops_commands, models_commands, train_commands, transfer_commands, detect_commands, visualize_commands, style_commands,
+    ops_commands, models_commands, train_commands, transfer_commands, detect_commands, segment_commands,
+    visualize_commands, style_commands,
 ]
 
 

@@ -1,0 +1,5 @@
+"""Commands: segment (being written)."""
+
+
+def add_commands(subparsers) -> None:
+    pass
