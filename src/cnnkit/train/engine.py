@@ -88,7 +88,9 @@ def train(config: TrainConfig | None = None, *, task=None, progress: bool | None
           stop_after_steps: int | None = None) -> RunResult:
     """Train ``config`` (default `TrainConfig()`) in a new run folder ``runs_dir/name``.
 
-    task: supplies build_model, loss, correct and evaluate (default `ClassificationTask`).
+    task: supplies build_model, loss, correct and evaluate (default `ClassificationTask`), and
+        optionally parameter_groups(model, config): optimiser groups ``{"params", "lr_scale"}``,
+        each stepped at lr_scale × the schedule's rate (default: one group, every trainable parameter).
     progress: None: a bar on a terminal, plain lines otherwise; False: silent.
     stop_after_steps: save a checkpoint and return after this many optimiser steps in all
         (for splitting a run over processes; `resume` continues it).
@@ -149,7 +151,7 @@ class _Run:
 
         torch.manual_seed(batches.derived_seed(config.seed, batches.INIT))
         self.model = task.build_model(config, self.dataset).to(self.device)
-        self.optimizer = _optimizer(config, self.model)
+        self.optimizer = _optimizer(config, self.model, task)
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp and self.device.type == "cuda")
         self.state = {"epoch": 0, "batch": 0, "step": 0, "history": [],
                       "best": {"metric": f"val_{task.monitor}", "value": None, "epoch": None},
@@ -215,7 +217,7 @@ class _Run:
         config, state, rank = self.config, self.state, self.processes.rank
         lr = self._learning_rate(state["step"])
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         x = x.to(self.device, non_blocking=True)  # (B, C, H, W) in [0, 1]
         y = y.to(self.device, non_blocking=True)
         generator.manual_seed(batches.derived_seed(config.seed, batches.AUGMENT, rank, state["step"]))
@@ -368,8 +370,11 @@ class _Run:
                 f"Use a smaller batch size, e.g. --batch-size {smaller}, and resume or start again")
 
 
-def _optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    parameters = [p for p in model.parameters() if p.requires_grad]
+def _optimizer(config: TrainConfig, model: nn.Module, task) -> torch.optim.Optimizer:
+    if hasattr(task, "parameter_groups"):
+        parameters = task.parameter_groups(model, config)
+    else:
+        parameters = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
