@@ -115,3 +115,10 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result")
     _add_config_options(parser)
     parser.set_defaults(func=transfer_command, data=None, model=None, **FINETUNE_DEFAULTS)
+    helps = {"data": "target dataset: a built-in, a folder of class sub-folders or a CSV (required)",
+             "model": "architecture of --from (default: from the run or metadata, else recognised from the tensors)",
+             "weights": "not used: pass the pretrained weights with --from",
+             **{name: f"(default: {value}, for fine-tuning)" for name, value in FINETUNE_DEFAULTS.items()}}
+    for action in parser._actions:
+        if action.dest in helps:
+            action.help = helps[action.dest]
