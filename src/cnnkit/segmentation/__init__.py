@@ -1,0 +1,69 @@
+"""Semantic segmentation: a class for every pixel.
+
+The lecture's path in code: the simple idea first (`sliding`: a patch classifier slid over every
+pixel), then fully convolutional networks (`fcn`: FCN-32s/16s/8s with learned upsampling and
+skips; torchvision's ``fcn_resnet50`` layout, whose weights load unchanged); the standard
+metrics (`metrics`); datasets of image + label-mask folders (CamVid, VOC), COCO annotations
+rendered to class masks and built-in digit scenes (`datasets`); training with checkpoints and
+run folders (`training`); overlays and mask files (`predict`). Instance segmentation (Mask
+R-CNN) lives with the detectors in `cnnkit.detection`.
+
+    from cnnkit.segmentation import SegmentationConfig, train_segmenter, load_segmenter
+    report = train_segmenter(SegmentationConfig())        # FCN-8s on digit scenes
+    segmenter = load_segmenter(report["run_dir"])
+    labels = segmenter.predict([image])[0]                 # (H, W) class indices
+"""
+
+from cnnkit.segmentation.datasets import (
+    CAMVID_CLASSES,
+    IGNORE_INDEX,
+    VOC_CLASSES,
+    SegmentationDataset,
+    coco_class_masks,
+    digit_scene_segmentation,
+    load_camvid,
+    load_mask_folder,
+    load_segmentation_data,
+    load_voc,
+    read_label_mask,
+)
+from cnnkit.segmentation.fcn import FCN, FCNHead, FCNResNet, bilinear_kernel, fcn_resnet50, learned_upsampling
+from cnnkit.segmentation.metrics import confusion_matrix, segmentation_scores
+from cnnkit.segmentation.sliding import PatchClassifier, sliding_window_logits, sliding_window_reference
+from cnnkit.segmentation.training import (
+    SegmentationConfig,
+    Segmenter,
+    evaluate_segmenter,
+    load_segmenter,
+    train_segmenter,
+)
+
+__all__ = [
+    "CAMVID_CLASSES",
+    "FCN",
+    "FCNHead",
+    "FCNResNet",
+    "IGNORE_INDEX",
+    "PatchClassifier",
+    "SegmentationConfig",
+    "SegmentationDataset",
+    "Segmenter",
+    "VOC_CLASSES",
+    "bilinear_kernel",
+    "coco_class_masks",
+    "confusion_matrix",
+    "digit_scene_segmentation",
+    "evaluate_segmenter",
+    "fcn_resnet50",
+    "learned_upsampling",
+    "load_camvid",
+    "load_mask_folder",
+    "load_segmentation_data",
+    "load_segmenter",
+    "load_voc",
+    "read_label_mask",
+    "segmentation_scores",
+    "sliding_window_logits",
+    "sliding_window_reference",
+    "train_segmenter",
+]
