@@ -1,0 +1,97 @@
+"""cnnkit segment train | evaluate | predict, in-process, on a few digit scenes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnkit.cli.main import main
+from cnnkit.data.images import save_image
+from cnnkit.segmentation.datasets import digit_scene_segmentation
+
+SMALL = ["--epochs", "1", "--train-images", "8", "--val-images", "2", "--test-images", "2", "--batch-size", "4",
+         "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    assert main(["segment", "train", *SMALL, "--runs", str(runs), "--name", "tiny", "--format", "json"]) == 0
+    return runs / "tiny"
+
+
+def test_train_writes_a_run_folder(run):
+    for name in ("config.json", "metrics.jsonl", "best.pt", "last.pt", "report.json"):
+        assert (run / name).is_file()
+    report = json.loads((run / "report.json").read_text())
+    assert {"mean_iou", "pixel_accuracy", "mean_class_accuracy", "iou", "confusion", "seconds_per_image"} <= set(
+        report["test"])
+    assert len(report["test"]["confusion"]) == 11 and "val_mean_iou" in report["history"][0]
+
+
+def test_sliding_method_trains_too(tmp_path, capsys):
+    argv = ["segment", "train", "--method", "sliding", *SMALL, "--runs", str(tmp_path), "--format", "json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["test"]["pixel_accuracy"] <= 1 and (tmp_path / "sliding-digit-scenes" / "best.pt").is_file()
+
+
+def test_evaluate_prints_mean_iou(run, capsys):
+    assert main(["segment", "evaluate", str(run), "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert 0 <= result["mean_iou"] <= 1 and len(result["iou"]) == 11 and result["images"] == 2
+
+
+def test_predict_writes_overlay_with_legend_and_index_mask(run, tmp_path, capsys):
+    image = tmp_path / "scene.png"
+    save_image(digit_scene_segmentation("test", 1).image(0), image)
+    out = tmp_path / "out"
+    assert main(["segment", "predict", str(run), str(image), "-o", str(out), "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert json.loads((out / "predictions.json").read_text()) == records
+    overlay = Image.open(out / "scene_overlay.png")
+    assert overlay.size[1] == 64 and overlay.size[0] > 64  # the legend to the right
+    mask = Image.open(out / "scene_mask.png")
+    assert mask.mode == "P" and mask.size == (64, 64) and np.asarray(mask).max() <= 10
+    assert sum(records[0]["classes"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_predict_with_torchvision_fcn_resnet50_weights(tmp_path, capsys):
+    from torchvision.models.segmentation import fcn_resnet50
+
+    torch.manual_seed(0)
+    weights = tmp_path / "fcn_resnet50.pth"
+    torch.save(fcn_resnet50(weights=None, weights_backbone=None, num_classes=21).state_dict(), weights)
+    image = tmp_path / "photo.png"
+    save_image(torch.rand(3, 40, 48), image)
+    assert main(["segment", "predict", str(weights), str(image), "-o", str(tmp_path / "out")]) == 0
+    assert "photo.png:" in capsys.readouterr().out and (tmp_path / "out" / "photo_mask.png").is_file()
+
+
+@pytest.mark.parametrize("argv", [
+    ["segment", "predict", "missing-run", "x.png"],
+    ["segment", "evaluate", "missing-run"],
+    ["segment", "train", "--data", "missing-folder"],
+    ["segment", "train", "--no-such-option"],
+    ["segment", "train", "--method", "mask-rcnn", "--epochs", "1"],
+])
+def test_bad_input_is_one_line_and_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and err
+
+
+def test_a_directory_instead_of_an_image(run, tmp_path, capsys):
+    assert main(["segment", "predict", str(run), str(tmp_path)]) == 2
+    assert "no such image file" in capsys.readouterr().err
+
+
+def test_a_text_file_instead_of_weights(tmp_path, capsys):
+    weights = tmp_path / "weights.pth"
+    weights.write_text("not weights")
+    image = tmp_path / "x.png"
+    save_image(torch.rand(3, 8, 8), image)
+    assert main(["segment", "predict", str(weights), str(image)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
