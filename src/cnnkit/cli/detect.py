@@ -122,6 +122,8 @@ def add_commands(subparsers) -> None:
                              ("val_images", int, "validation images of digit scenes"),
                              ("test_images", int, "test images of digit scenes"),
                              ("min_size", int, "resize the short side to this"), ("max_size", int, "cap on the long side"),
+                             ("pretrain_steps", int, "digit scenes: pre-train the backbone on single digits "
+                              "for this many steps first; 0: from random weights"),
                              ("threads", int, "torch threads (1 is fastest on a busy shared CPU)"),
                              ("seed", int, "seed of data, splits and initialisation")):
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
