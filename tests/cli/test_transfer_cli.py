@@ -76,6 +76,8 @@ def test_intermediate_layer_and_finetune_top(weights, folders, capsys):
     (["--from", "WEIGHTS", "--data", "faces", "--model", "resnet32"], "does not fit architecture 'resnet32'"),
     (["--from", "WEIGHTS", "--data", "ONECLASS"], "a classifier needs at least two classes"),
     (["--from", "FOLDER", "--data", "faces"], "not a cnnkit run"),
+    (["--from", "WEIGHTS", "--data", "faces", "--strategy", "finetune-all", "--layer", "layer2"],
+     "applies to the linear and intermediate strategies, not finetune-all"),
 ])
 def test_bad_input_is_one_line_and_status_2(weights, folders, capsys, argv, message):
     one_class = folders / "one-class" / "cats"

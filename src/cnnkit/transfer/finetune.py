@@ -51,10 +51,15 @@ class FineTuneTask(ClassificationTask):
     top_blocks: how many blocks from the top train (with the classifier); None trains the whole
     network. pretrained_lr_scale: learning rate of pretrained layers relative to the head's.
     freeze_bn: keep every batch-norm layer on its stored statistics.
+    head: initial weights of the new classifier, e.g. the logistic regression fitted on the
+    classifier's input (`LinearClassifier.as_linear`): fine-tuning then starts from the linear
+    probe's accuracy instead of a random head, whose large early gradients would disturb the
+    pretrained features ("LP-FT", Kumar et al. 2022). None: the model's own initialisation.
     """
 
     def __init__(self, pretrained: Pretrained, top_blocks: int | None = None,
-                 pretrained_lr_scale: float = DEFAULT_PRETRAINED_LR_SCALE, freeze_bn: bool = False) -> None:
+                 pretrained_lr_scale: float = DEFAULT_PRETRAINED_LR_SCALE, freeze_bn: bool = False,
+                 head: nn.Linear | None = None) -> None:
         if top_blocks is not None and top_blocks < 0:
             raise ValueError(f"top_blocks must be ≥ 0 or None (all), got {top_blocks}")
         if not 0 <= pretrained_lr_scale <= 1:
@@ -63,6 +68,7 @@ class FineTuneTask(ClassificationTask):
         self.top_blocks = top_blocks
         self.pretrained_lr_scale = pretrained_lr_scale
         self.freeze_bn = freeze_bn
+        self.head = head
 
     def build_model(self, config, dataset) -> nn.Module:
         """The pretrained network with a fresh classifier for ``dataset``'s classes, its input
@@ -77,6 +83,12 @@ class FineTuneTask(ClassificationTask):
         if unexpected or any(not key.startswith(head) for key in missing):
             raise ValueError(f"{pretrained.source}: weights do not fit {pretrained.architecture}: "
                              f"missing {missing}, unexpected {unexpected}")
+        if self.head is not None:
+            classifier = model.get_submodule(model.classifier_name)
+            if classifier.weight.shape != self.head.weight.shape:
+                raise ValueError(f"initial head {tuple(self.head.weight.shape)} does not fit the classifier "
+                                 f"{tuple(classifier.weight.shape)}")
+            classifier.load_state_dict(self.head.state_dict())
         dataset.mean, dataset.std = adapt_input(model, list(pretrained.mean), list(pretrained.std),
                                                 dataset.in_channels)
         self._freeze(model)
@@ -114,7 +126,7 @@ class FineTuneTask(ClassificationTask):
 
     def describe(self) -> dict:
         return {"top_blocks": self.top_blocks, "pretrained_lr_scale": self.pretrained_lr_scale,
-                "freeze_bn": self.freeze_bn}
+                "freeze_bn": self.freeze_bn, "head_from_linear_probe": self.head is not None}
 
 
 def _keep_statistics(module: nn.Module, inputs) -> None:

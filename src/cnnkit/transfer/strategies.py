@@ -3,7 +3,8 @@
     transfer(source, data, strategy="auto")
         prepare (load, adapt size and channels) → advise (when "auto") →
         linear | intermediate: features (cached) → logistic regression → report, checkpoint
-        finetune-top | finetune-all: the training engine with a `FineTuneTask`
+        finetune-top | finetune-all: logistic regression on the classifier's input as the
+            new head's start → the training engine with a `FineTuneTask`
 
 The run folder keeps ``config.json`` (the `TrainConfig`), ``transfer.json`` (source, strategy,
 layer, adaptations, the advice and probe when computed) and ``report.json``/``report.md``. A
@@ -119,8 +120,14 @@ def transfer(source, data, *, strategy: str = "auto", layer: str | None = None, 
         return TransferResult(run_dir, strategy, layer, test, score.val_top1, time.perf_counter() - started,
                               target.notes, advice)
 
+    if layer is not None:
+        raise ValueError(f"--layer {layer} applies to the linear and intermediate strategies, not {strategy}"
+                         + (" (the advice)" if advice else ""))
     top = default_top_blocks(pretrained.model) if top_blocks is None else top_blocks
-    task = FineTuneTask(pretrained, top if strategy == "finetune-top" else None, pretrained_lr_scale, freeze_bn)
+    probe = advice.probe if advice else None
+    start = probe.score(HEAD_INPUT) if probe else fit_layer(target, HEAD_INPUT)
+    task = FineTuneTask(pretrained, top if strategy == "finetune-top" else None, pretrained_lr_scale, freeze_bn,
+                        head=start.classifier.as_linear())
     result = train(config, task=task, progress=progress)
     _write_json(result.run_dir / TRANSFER_FILE, {**settings, "layer": None, **task.describe()})
     best = result.best.get("value")
