@@ -75,7 +75,7 @@ def test_predict_with_torchvision_fcn_resnet50_weights(tmp_path, capsys):
     ["segment", "evaluate", "missing-run"],
     ["segment", "train", "--data", "missing-folder"],
     ["segment", "train", "--no-such-option"],
-    ["segment", "train", "--method", "mask-rcnn", "--epochs", "1"],
+    ["segment", "train", "--method", "mask-rcnn", "--data", "camvid"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, capsys):
     assert main(argv) == 2
@@ -95,3 +95,24 @@ def test_a_text_file_instead_of_weights(tmp_path, capsys):
     save_image(torch.rand(3, 8, 8), image)
     assert main(["segment", "predict", str(weights), str(image)]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_mask_rcnn_trains_evaluates_and_predicts_instances(tmp_path, capsys):
+    argv = ["segment", "train", "--method", "mask-rcnn", *SMALL, "--runs", str(tmp_path), "--name", "mr",
+            "--format", "json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {"mask_map", "mask_map50", "box_map", "seconds_per_image"} <= set(result["test"])
+    assert main(["segment", "evaluate", str(tmp_path / "mr"), "--format", "json"]) == 0
+    assert 0 <= json.loads(capsys.readouterr().out)["mask_map"] <= 1
+    image = tmp_path / "scene.png"
+    from cnnkit.detection.scenes import digit_scenes
+
+    save_image(digit_scenes("test", 1).image(0), image)
+    out = tmp_path / "out"
+    assert main(["segment", "predict", str(tmp_path / "mr"), str(image), "-o", str(out), "--score", "0",
+                 "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert (out / "scene_instances.png").is_file() and json.loads((out / "instances.json").read_text()) == records
+    for record in records:
+        assert record["segmentation"]["size"] == [128, 128] and isinstance(record["segmentation"]["counts"], str)

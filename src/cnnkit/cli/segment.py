@@ -15,6 +15,7 @@ examples:
   cnnkit segment train --variant 32s --backbone resnet34
   cnnkit segment train --data ../shared/data/camvid-sample --epochs 20 --batch-size 4 --crop-size 224 --flip
   cnnkit segment train --data coco/annotations/instances_train.json --crop-size 320 --lenient
+  cnnkit segment train --method mask-rcnn              # instance masks on digit scenes (mask AP, box AP)
 
 --data is digit-scenes, a CamVid-style folder (train/ trainannot/ val/ valannot/), a Pascal VOC
 folder (JPEGImages/ SegmentationClass/ ImageSets/) or a COCO annotation JSON (objects painted
@@ -34,8 +35,11 @@ PREDICT_EXAMPLES = """\
 examples:
   cnnkit segment predict runs/fcn-digit-scenes scene.png -o segmented/
   cnnkit segment predict fcn_resnet50_coco-1167a1af.pth photo.jpg -o out/
-Writes OUT/NAME_overlay.png (class colours blended in, legend of the classes present),
+  cnnkit segment predict runs/mask-rcnn-digit-scenes scene.png -o instances/ --score 0.7
+Semantic: OUT/NAME_overlay.png (class colours blended in, legend of the classes present),
 OUT/NAME_mask.png (palette PNG, pixel value = class index) and OUT/predictions.json.
+Mask R-CNN: OUT/NAME_instances.png (outlined, labelled instance masks) and OUT/instances.json
+(COCO results with RLE masks).
 """
 
 
@@ -48,15 +52,24 @@ def _weakest(result: dict) -> str:
     return ", ".join(f"{name} {iou:.3f}" for iou, name in weakest)
 
 
+def _values(args, config_class) -> dict:
+    """The options given on the command line (not None) that ``config_class`` has."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)
+            if getattr(args, field.name, None) is not None}
+
+
 def train_command(args) -> int:
+    log = print if args.format == "text" else (lambda line: None)
     if args.method == "mask-rcnn":
-        raise ValueError("--method mask-rcnn is not available yet in this version; use fcn or sliding")
+        from cnnkit.detection.mask_training import MaskRCNNConfig, train_mask_rcnn
+
+        report = train_mask_rcnn(MaskRCNNConfig(**_values(args, MaskRCNNConfig)), log=log)
+        _print(args, {"run": report["run_dir"], "test": report["test"], "best_epoch": report["best_epoch"]}, [
+            f"run folder {report['run_dir']} (best epoch {report['best_epoch']}; report.json, metrics.jsonl)"])
+        return 0
     from cnnkit.segmentation.training import SegmentationConfig, train_segmenter
 
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(SegmentationConfig)
-              if hasattr(args, field.name)}
-    log = print if args.format == "text" else (lambda line: None)
-    report = train_segmenter(SegmentationConfig(**values), log=log)
+    report = train_segmenter(SegmentationConfig(**_values(args, SegmentationConfig)), log=log)
     test = {key: value for key, value in report["test"].items() if key != "confusion"}
     _print(args, {"run": report["run_dir"], "test": test, "best_epoch": report["best_epoch"]}, [
         f"weakest classes: {_weakest(test)}",
@@ -66,6 +79,10 @@ def train_command(args) -> int:
 
 
 def evaluate_command(args) -> int:
+    from cnnkit.detection.mask_training import is_mask_rcnn_checkpoint
+
+    if is_mask_rcnn_checkpoint(args.run):
+        return _evaluate_instances(args)
     from cnnkit.segmentation.datasets import load_segmentation_data
     from cnnkit.segmentation.training import SegmentationConfig, evaluate_segmenter, load_segmenter
 
@@ -89,12 +106,51 @@ def evaluate_command(args) -> int:
     return 0
 
 
+def _evaluate_instances(args) -> int:
+    from cnnkit.detection.mask_training import MaskRCNNConfig, evaluate_mask_rcnn, load_instance_splits, load_mask_rcnn
+
+    if args.data:
+        raise ValueError("a Mask R-CNN run is evaluated on its own digit scenes; leave out --data")
+    model = load_mask_rcnn(args.run)
+    run = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    config = MaskRCNNConfig(**json.loads((run / "config.json").read_text()))
+    dataset = load_instance_splits(config)[("train", "val", "test").index(args.split)]
+    result = evaluate_mask_rcnn(model, dataset)
+    _print(args, result, [
+        f"{dataset.name}: mask AP {result['mask_map']:.3f} (0.5:0.95), mask AP@0.5 {result['mask_map50']:.3f}, "
+        f"mask AP@0.75 {result['mask_map75']:.3f}",
+        f"box AP {result['box_map']:.3f}, box AP@0.5 {result['box_map50']:.3f}",
+        f"{1000 * result['seconds_per_image']:.1f} ms per image ({result['images']} images)",
+    ])
+    return 0
+
+
+def _predict_instances(args) -> int:
+    from cnnkit.detection.instance_predict import predict_instances
+    from cnnkit.detection.mask_training import load_mask_rcnn
+
+    records = predict_instances(load_mask_rcnn(args.run), args.images, args.output, args.score)
+    if args.format == "json":
+        print(json.dumps(records))
+        return 0
+    for path in args.images:
+        found = [r for r in records if r["file_name"] == str(path)]
+        print(f"{path}: " + (", ".join(f"{r['category']} {r['score']:.2f} at {[round(v) for v in r['bbox']]}"
+                                        for r in found) or "nothing above the score threshold"))
+    if args.output:
+        print(f"wrote {args.output}/ (NAME_instances.png, instances.json with RLE masks)")
+    return 0
+
+
 def predict_command(args) -> int:
+    from cnnkit.detection.mask_training import is_mask_rcnn_checkpoint
     from cnnkit.segmentation.predict import open_segmenter, predict_files
 
     for path in args.images:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such image file")
+    if is_mask_rcnn_checkpoint(args.run):
+        return _predict_instances(args)
     segmenter = open_segmenter(args.run)
     records = predict_files(segmenter, args.images, args.output)
     if args.format == "json":
@@ -121,14 +177,15 @@ def add_commands(subparsers) -> None:
                                  description="Train a segmenter, keep the best checkpoint by validation mean IoU.",
                                  epilog=TRAIN_EXAMPLES, formatter_class=formatter)
     parser.add_argument("--method", choices=("fcn", "sliding", "mask-rcnn"), default=defaults.method,
-                        help="fcn, or the sliding-window baseline (default: %(default)s)")
+                        help="fcn, the sliding-window baseline, or instance segmentation with Mask R-CNN "
+                             "(digit scenes) (default: %(default)s)")
     parser.add_argument("--data", default=defaults.data,
                         help="digit-scenes, a CamVid or VOC folder, or a COCO JSON (default: %(default)s)")
     parser.add_argument("--images", dest="image_dir", help="image folder of a COCO --data (default: found beside it)")
     parser.add_argument("--variant", choices=("32s", "16s", "8s"), default=defaults.variant,
                         help="FCN skip architecture (default: %(default)s)")
-    parser.add_argument("--backbone", default=defaults.backbone,
-                        help="cnnkit ResNet for the FCN: resnet18 … resnet152 (default: %(default)s)")
+    parser.add_argument("--backbone", help=f"FCN: a cnnkit ResNet, resnet18 … resnet152 (default: {defaults.backbone}); "
+                        "Mask R-CNN: small, resnet18-fpn, … (default: small)")
     for name, kind, text in (("epochs", int, "passes over the training images"), ("batch_size", int, "images per step"),
                              ("lr", float, "peak learning rate (cosine to 0)"),
                              ("optimizer", str, "adamw or sgd"),
@@ -139,8 +196,11 @@ def add_commands(subparsers) -> None:
                              ("val_images", int, "validation images"), ("test_images", int, "test images"),
                              ("threads", int, "torch threads (1 is often fastest on a busy shared CPU)"),
                              ("seed", int, "seed of data, splits and initialisation")):
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
-                            help=f"{text} (default: %(default)s)")
+        default = getattr(defaults, name)
+        parser.add_argument("--" + name.replace("_", "-"), type=kind,
+                            help=f"{text} (default: {default}" + (")" if name in ("patch_size", "patches_per_image",
+                                                                                    "crop_size", "val_images")
+                                                                   else "; Mask R-CNN: its own)"))
     parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=defaults.flip,
                         help="random horizontal flips (default: %(default)s)")
     parser.add_argument("--lenient", action="store_true", help="drop bad COCO annotations and list them instead of failing")
@@ -166,5 +226,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("run", metavar="RUN|WEIGHTS", help="a run folder, its best.pt or fcn_resnet50 weights")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("-o", "--output", help="folder for overlays, mask PNGs and predictions.json")
+    parser.add_argument("--score", type=float, default=0.5,
+                        help="Mask R-CNN: lowest score shown (default: %(default)s)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=predict_command)
