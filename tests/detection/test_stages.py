@@ -101,3 +101,28 @@ def test_loss_reaches_every_parameter_and_predict_is_typed():
     detections = model.predict(images)
     assert model.training and len(detections) == 2
     assert detections[1].boxes.shape[1] == 4 and (detections[1].boxes[:, 2:] <= torch.tensor([64, 48])).all()
+
+
+def _greedy_nms(boxes, scores, threshold):
+    """The lecture's loop: take the best box, drop those overlapping it by more than the threshold, repeat."""
+    from torchvision.ops import box_iou
+
+    order, keep = scores.argsort(descending=True).tolist(), []
+    while order:
+        best = order.pop(0)
+        keep.append(best)
+        order = [i for i in order if box_iou(boxes[best][None], boxes[i][None]).item() <= threshold]
+    return keep
+
+
+def test_select_detections_equals_greedy_per_class_nms():
+    g = torch.Generator().manual_seed(3)
+    boxes = _boxes(60, g)
+    scores = torch.rand(60, 3, generator=g)
+    scores[:, 0] = 0
+    found = select_detections(scores, boxes, (100, 100), score_thresh=0.0, nms_thresh=0.5, detections_per_image=1000)
+    expected = set()
+    for k in (1, 2):
+        for i in _greedy_nms(boxes, scores[:, k], 0.5):
+            expected.add((round(scores[i, k].item(), 6), k))
+    assert {(round(s, 6), k) for s, k in zip(found.scores.tolist(), found.labels.tolist())} == expected

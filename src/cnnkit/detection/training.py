@@ -111,7 +111,7 @@ def build_detector(method: str, backbone: str, categories: list[str], min_size: 
     if method == "rcnn":
         from cnnkit.detection.rcnn import rcnn
 
-        return rcnn(categories)
+        return rcnn(categories, backbone)
     raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
 
 
