@@ -293,7 +293,7 @@ def load_segmentation_data(data: str, image_dir: str | None = None, seed: int = 
         return dataset.subset(range(min(count, len(dataset)))) if count else dataset
 
     if data == "digit-scenes":
-        return (digit_scene_segmentation("train", train_images or 400, seed=seed),
+        return (digit_scene_segmentation("train", train_images or 1000, seed=seed),
                 digit_scene_segmentation("val", val_images or 50, seed=seed),
                 digit_scene_segmentation("test", test_images or 100, seed=seed))
     path = Path(data)

@@ -58,7 +58,7 @@ class SegmentationConfig:
     backbone: str = "resnet18"
     patch_size: int = 25
     patches_per_image: int = 64
-    epochs: int = 10
+    epochs: int = 8
     batch_size: int = 16
     optimizer: str = "adamw"
     lr: float = 2e-3
