@@ -23,11 +23,11 @@ def test_learned_upsampling_starts_as_bilinear_interpolation(factor):
 def test_fcn_variants_label_every_pixel_and_train_every_parameter(variant):
     torch.manual_seed(0)
     model = FCN(5, variant, "resnet18")
-    x = torch.randn(2, 3, 70, 45)  # not a multiple of 32: outputs are cropped back to the input
-    masks = torch.randint(0, 5, (2, 70, 45))
+    x = torch.randn(2, 3, 40, 45)  # not a multiple of 32: outputs are cropped back to the input
+    masks = torch.randint(0, 5, (2, 40, 45))
     masks[:, :10] = 255
     logits = model(x)
-    assert logits.shape == (2, 5, 70, 45) and torch.isfinite(logits).all()
+    assert logits.shape == (2, 5, 40, 45) and torch.isfinite(logits).all()
     model.loss(x, masks).backward()
     assert all(p.grad is not None for p in model.parameters())
 
@@ -43,21 +43,20 @@ def test_skips_start_at_zero_so_fcn8s_starts_as_fcn32s_upsampled_in_steps():
         assert torch.allclose(model(x), smooth, atol=1e-5)
 
 
-@pytest.mark.parametrize("aux", [False, True])
-def test_torchvision_fcn_resnet50_state_dict_loads_unchanged_and_gives_the_same_output(aux):
+def test_torchvision_fcn_resnet50_state_dict_loads_unchanged_and_gives_the_same_output():
+    aux = True  # the main classifier and the auxiliary one on layer3
     torch.manual_seed(0)
     reference = torchvision_fcn_resnet50(weights=None, weights_backbone=None, num_classes=4, aux_loss=aux).eval()
     ours = fcn_resnet50(num_classes=4, aux=aux, memory_format=torch.contiguous_format).eval()
     assert set(ours.state_dict()) == set(reference.state_dict())
     ours.load_state_dict(reference.state_dict())
-    x = torch.randn(1, 3, 67, 83)
+    x = torch.randn(1, 3, 45, 59)
     with torch.no_grad():
         expected = reference(x)
         out, aux_out = ours.logits_and_aux(x)
     assert torch.allclose(out, expected["out"], atol=1e-5)
-    if aux:
-        assert torch.allclose(aux_out, expected["aux"], atol=1e-5)
-    fast = fcn_resnet50(num_classes=4, aux=aux).eval()  # channels_last: float rounding only
-    fast.load_state_dict(reference.state_dict())
+    assert torch.allclose(aux_out, expected["aux"], atol=1e-5)
+    fast = fcn_resnet50(num_classes=4).eval()  # channels_last, no auxiliary classifier: float rounding only
+    fast.load_state_dict({k: v for k, v in reference.state_dict().items() if not k.startswith("aux_classifier")})
     with torch.no_grad():
         assert torch.allclose(fast(x), expected["out"], atol=1e-3, rtol=1e-3)
