@@ -188,12 +188,13 @@ def add_commands(subparsers) -> None:
                         "Mask R-CNN: small, resnet18-fpn, … (default: small)")
     for name, kind, text in (("epochs", int, "passes over the training images"), ("batch_size", int, "images per step"),
                              ("lr", float, "peak learning rate (cosine to 0)"),
-                             ("optimizer", str, "adamw or sgd"),
+                             ("optimizer", str, "adamw or sgd (Mask R-CNN: SGD)"),
                              ("patch_size", int, "sliding window: odd patch side"),
                              ("patches_per_image", int, "sliding window: pixels sampled per training image"),
                              ("crop_size", int, "random square training crops (for images of different sizes)"),
-                             ("train_images", int, "use only this many training images"),
-                             ("val_images", int, "validation images"), ("test_images", int, "test images"),
+                             ("train_images", int, "training images (all; digit scenes: 1000)"),
+                             ("val_images", int, "validation images (all; digit scenes: 50)"),
+                             ("test_images", int, "test images (all; digit scenes: 100)"),
                              ("threads", int, "torch threads (1 is often fastest on a busy shared CPU)"),
                              ("seed", int, "seed of data, splits and initialisation")):
         default = getattr(defaults, name)
