@@ -1,10 +1,13 @@
 """Shared fixtures: a small "pretrained" ResNet-20 saved as weights, the shapes dataset."""
 
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from transfer_helpers import settle_batchnorm
+
+sys.path.insert(0, str(Path(__file__).parent))  # transfer_helpers, beside this file
+from transfer_helpers import settle_batchnorm  # noqa: E402
 
 from cnnkit.data import Dataset, load_dataset
 from cnnkit.models import create_model

@@ -59,3 +59,13 @@ def test_engine_gives_pretrained_layers_a_scaled_learning_rate(pretrained, tmp_p
     assert [group["lr"] for group in state["optimizer"]["param_groups"]] == pytest.approx([0.02, 0.005])
     assert result.model.conv1.in_channels == 1
     assert state["dataset"]["mean"] == pytest.approx([sum(pretrained.mean) / 3])
+
+
+def test_head_starts_from_the_given_linear_classifier(pretrained, shapes):
+    head = torch.nn.Linear(64, shapes.num_classes)
+    model = FineTuneTask(pretrained, head=head).build_model(TrainConfig(), shapes)
+    torch.testing.assert_close(model.linear.weight, head.weight)
+    with pytest.raises(ValueError, match="initial head \\(3, 64\\) does not fit the classifier \\(2, 64\\)"):
+        from cnnkit.data import load_dataset
+
+        FineTuneTask(pretrained, head=head).build_model(TrainConfig(), load_dataset("faces", image_size=32))
