@@ -44,6 +44,8 @@ def test_fast_rcnn_is_rcnn_with_the_convolution_shared():
     assert set(losses) == {"loss_classifier", "loss_box_reg"} and torch.isfinite(sum(losses.values()))
     detections = fast.predict([image])
     assert isinstance(detections[0], Detections)
+    given = fast.predict([image], [target["boxes"]])  # proposals passed in: no selective search
+    assert isinstance(given[0], Detections)
 
 
 def test_rcnn_fits_svms_and_box_regressors_on_a_few_scenes():

@@ -52,7 +52,8 @@ class FastRCNN(nn.Module):
 
     def _shared_features(self, images, targets=None):
         proposals = self.proposals(images, targets)
-        batch, scaled_targets = self.transform(images, targets)
+        with_boxes = targets is not None and all("boxes" in t for t in targets)
+        batch, scaled_targets = self.transform(images, targets if with_boxes else None)
         proposals = [scale_boxes(p, tuple(image.shape[-2:]), size)
                      for p, image, size in zip(proposals, images, batch.image_sizes)]
         features = list(self.backbone(batch.tensors).values())  # the convolution, once per image

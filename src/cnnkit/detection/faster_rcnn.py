@@ -8,7 +8,7 @@ The whole detector is five stages in order (`FasterRCNN.predict`):
 
 ``loss(images, targets)`` runs the same stages and returns the four losses (RPN objectness and
 box regression, RoI classification and box regression), trained jointly ("approximate joint
-training", §3.2). ``predict(images)`` runs in inference mode without autograd.
+training", §3.2). ``predict(images)`` runs in eval mode without autograd.
 """
 
 from __future__ import annotations
