@@ -26,7 +26,6 @@ The thresholds come from `benchmarks/transfer.py` (see docs/transfer.md).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 
