@@ -67,6 +67,8 @@ def test_intermediate_layer_and_finetune_top(weights, folders, capsys):
     settings = json.loads((folders / "runs" / "top" / "transfer.json").read_text())
     assert settings["top_blocks"] == 3 and settings["pretrained_lr_scale"] == 0.1
     assert (folders / "runs" / "top" / "best.pt").exists()
+    status, out, _ = run(capsys, "--resume", str(folders / "runs" / "top"), "--format", "json")
+    assert status == 0 and json.loads(out)["test"]["top1"] == pytest.approx(result["test"]["top1"])
 
 
 @pytest.mark.parametrize("argv, message", [
