@@ -155,6 +155,8 @@ def recognise_architecture(state: dict[str, torch.Tensor], path: Path | str = "w
     for name in list_models():
         with torch.device("meta"):
             candidate = create_model(name)
+        if not getattr(candidate, "classifier_name", None):
+            continue  # not a classifier: nothing to transfer from
         expected = {key: tuple(t.shape) for key, t in candidate.state_dict().items()
                     if not key.endswith("num_batches_tracked")}
         given = _strip_wrapper_prefixes(
