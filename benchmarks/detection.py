@@ -28,6 +28,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
 from cnnkit.data.images import sample_image
+from cnnkit.detection.backbones import fold_frozen_batch_norm
 from cnnkit.detection.faster_rcnn import fasterrcnn_resnet50_fpn
 from cnnkit.detection.training import DetectionConfig, train_detector
 from machine import best_times, describe_machine
@@ -78,8 +79,14 @@ def torchvision_comparison(args) -> dict:
         with torch.inference_mode():
             reference([image])
 
-    times = best_times({"torchvision": run_torchvision, "cnnkit": lambda: ours.predict([image])}, args.reps, 1)
+    folded = fold_frozen_batch_norm(ours)
+    folded_scores = folded.predict([image])[0].scores
+    times = best_times({"torchvision": run_torchvision, "cnnkit": lambda: ours.predict([image]),
+                        "folded": lambda: folded.predict([image])}, args.reps, 1)
     return {"torchvision_s": times["torchvision"], "cnnkit_s": times["cnnkit"], "ratio": times["cnnkit"] / times["torchvision"],
+            "folded_s": times["folded"], "folded_ratio": times["folded"] / times["torchvision"],
+            "folded_score_difference": (folded_scores - theirs["scores"]).abs().max().item()
+            if len(folded_scores) == len(theirs["scores"]) else float("nan"),
             "same_detections": same, "max_box_difference": difference, "detections": len(mine),
             "channels_last_score_difference": score_difference}
 
@@ -152,9 +159,10 @@ def main() -> None:
     print("| library | s/image | ratio |\n|---|---|---|")
     print(f"| torchvision | {result['torchvision_s']:.3f} | 1.00 |")
     print(f"| cnnkit | {result['cnnkit_s']:.3f} | {result['ratio']:.2f} |")
+    print(f"| cnnkit, batch norm folded | {result['folded_s']:.3f} | {result['folded_ratio']:.2f} |")
     print(f"plain layout: same labels as torchvision: {result['same_detections']} ({result['detections']} boxes, "
           f"max box difference {result['max_box_difference']:.1e} px); channels_last (timed): max score "
-          f"difference {result['channels_last_score_difference']:.1e}")
+          f"difference {result['channels_last_score_difference']:.1e}, folded {result['folded_score_difference']:.1e}")
 
 
 if __name__ == "__main__":

@@ -35,3 +35,24 @@ def test_same_detections_as_torchvision(reference, tmp_path, memory_format, box_
         assert torch.equal(ours.labels, theirs["labels"])
         assert (ours.scores - theirs["scores"]).abs().max() <= score_tolerance
         assert (ours.boxes - theirs["boxes"]).abs().max() <= box_tolerance
+
+
+def test_folded_batch_norm_detects_the_same(reference):
+    from cnnkit.detection.backbones import fold_frozen_batch_norm
+    from torchvision.ops import FrozenBatchNorm2d
+
+    state, images, _ = reference
+    model = fasterrcnn_resnet50_fpn(min_size=128, max_size=160, box_score_thresh=0.0)
+    model.load_state_dict({k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
+    with torch.no_grad():
+        for module in model.modules():  # non-trivial statistics, as trained weights have
+            if isinstance(module, FrozenBatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    folded = fold_frozen_batch_norm(model)
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in folded.modules())
+    batch = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = model.backbone(batch), folded.backbone(batch)
+    for name in expected:
+        assert (expected[name] - got[name]).abs().max() <= 1e-4 * expected[name].abs().max()

@@ -14,6 +14,7 @@ A backbone maps ``(N, 3, H, W)`` to an ordered dict of feature maps and has ``ou
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 
 import torch
@@ -152,3 +153,25 @@ def build_backbone(name: str, memory_format: torch.memory_format = torch.channel
 
 
 BACKBONES = ("small", "resnet18-c4", "resnet50-c4", "resnet18-fpn", "resnet50-fpn")
+
+
+@torch.no_grad()
+def fold_frozen_batch_norm(model: nn.Module) -> nn.Module:
+    """An inference copy of ``model`` with each frozen batch norm folded into the convolution
+    whose output it takes (``conv1``→``bn1``, ``conv2``→``bn2``, ``conv3``→``bn3`` and a shortcut's
+    ``0``→``1``): with s = γ / √(σ² + ε), W' = W·s per output channel and b' = β − μ·s, and the
+    batch norm becomes an identity. One pass over memory less per layer; the same function up to
+    float rounding. ``model`` itself is not changed; the copy's state dict has other keys."""
+    model = copy.deepcopy(model).eval()
+    for module in list(model.modules()):
+        for conv_name, norm_name in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"), ("0", "1")):
+            conv, norm = module._modules.get(conv_name), module._modules.get(norm_name)
+            if isinstance(conv, nn.Conv2d) and isinstance(norm, FrozenBatchNorm2d):
+                scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+                bias = norm.bias - norm.running_mean * scale
+                if conv.bias is not None:
+                    bias = bias + conv.bias * scale
+                conv.weight.mul_(scale[:, None, None, None])
+                conv.bias = nn.Parameter(bias)
+                setattr(module, norm_name, nn.Identity())
+    return model
