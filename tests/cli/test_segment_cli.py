@@ -116,3 +116,18 @@ def test_mask_rcnn_trains_evaluates_and_predicts_instances(tmp_path, capsys):
     assert (out / "scene_instances.png").is_file() and json.loads((out / "instances.json").read_text()) == records
     for record in records:
         assert record["segmentation"]["size"] == [128, 128] and isinstance(record["segmentation"]["counts"], str)
+
+
+def test_predict_with_torchvision_maskrcnn_weights(tmp_path, capsys):
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    weights = tmp_path / "maskrcnn_resnet50_fpn.pth"
+    torch.save(maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=5).state_dict(), weights)
+    image = tmp_path / "photo.png"
+    save_image(torch.rand(3, 64, 80), image)
+    out = tmp_path / "out"
+    assert main(["segment", "predict", str(weights), str(image), "-o", str(out), "--score", "0", "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert (out / "photo_instances.png").is_file() and records
+    assert all(record["segmentation"]["size"] == [64, 80] for record in records)

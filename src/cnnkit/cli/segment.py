@@ -36,6 +36,7 @@ examples:
   cnnkit segment predict runs/fcn-digit-scenes scene.png -o segmented/
   cnnkit segment predict fcn_resnet50_coco-1167a1af.pth photo.jpg -o out/
   cnnkit segment predict runs/mask-rcnn-digit-scenes scene.png -o instances/ --score 0.7
+  cnnkit segment predict maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth photo.jpg -o instances/
 Semantic: OUT/NAME_overlay.png (class colours blended in, legend of the classes present),
 OUT/NAME_mask.png (palette PNG, pixel value = class index) and OUT/predictions.json.
 Mask R-CNN: OUT/NAME_instances.png (outlined, labelled instance masks) and OUT/instances.json
@@ -126,10 +127,9 @@ def _evaluate_instances(args) -> int:
 
 
 def _predict_instances(args) -> int:
-    from cnnkit.detection.instance_predict import predict_instances
-    from cnnkit.detection.mask_training import load_mask_rcnn
+    from cnnkit.detection.instance_predict import open_instance_segmenter, predict_instances
 
-    records = predict_instances(load_mask_rcnn(args.run), args.images, args.output, args.score)
+    records = predict_instances(open_instance_segmenter(args.run), args.images, args.output, args.score)
     if args.format == "json":
         print(json.dumps(records))
         return 0
@@ -143,13 +143,13 @@ def _predict_instances(args) -> int:
 
 
 def predict_command(args) -> int:
-    from cnnkit.detection.mask_training import is_mask_rcnn_checkpoint
+    from cnnkit.detection.instance_predict import is_instance_model
     from cnnkit.segmentation.predict import open_segmenter, predict_files
 
     for path in args.images:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such image file")
-    if is_mask_rcnn_checkpoint(args.run):
+    if is_instance_model(args.run):
         return _predict_instances(args)
     segmenter = open_segmenter(args.run)
     records = predict_files(segmenter, args.images, args.output)
@@ -224,7 +224,8 @@ def add_commands(subparsers) -> None:
     parser = commands.add_parser("predict", help="label every pixel of image files; overlays and mask PNGs",
                                  description="Run a segmenter on image files.", epilog=PREDICT_EXAMPLES,
                                  formatter_class=formatter)
-    parser.add_argument("run", metavar="RUN|WEIGHTS", help="a run folder, its best.pt or fcn_resnet50 weights")
+    parser.add_argument("run", metavar="RUN|WEIGHTS",
+                        help="a run folder, its best.pt, or fcn_resnet50 or maskrcnn_resnet50_fpn weights")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("-o", "--output", help="folder for overlays, mask PNGs and predictions.json")
     parser.add_argument("--score", type=float, default=0.5,

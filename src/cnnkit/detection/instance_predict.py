@@ -16,6 +16,46 @@ from cnnkit.detection.structures import Detections
 from cnnkit.files import atomic_write
 
 
+MASK_KEY = "roi_heads.mask_predictor.mask_fcn_logits.weight"
+
+
+def is_instance_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a Mask R-CNN run folder or checkpoint of cnnkit, or a
+    ``maskrcnn_resnet50_fpn`` state dict (read safely; False for anything unreadable)."""
+    from cnnkit.detection.mask_training import is_mask_rcnn_checkpoint
+    from cnnkit.models.weights import read_state_dict
+
+    path = Path(path)
+    if is_mask_rcnn_checkpoint(path):
+        return True
+    if not path.is_file():
+        return False
+    try:
+        state, _ = read_state_dict(path)
+    except (ValueError, OSError):
+        return False
+    return MASK_KEY in state
+
+
+def open_instance_segmenter(path: str | os.PathLike, min_size: int = 800, max_size: int = 1333):
+    """A Mask R-CNN in eval mode from a cnnkit run folder or checkpoint, or from a state dict
+    written for torchvision's ``maskrcnn_resnet50_fpn`` (class count read from the file;
+    categories named by their COCO ids)."""
+    from cnnkit.detection.mask_rcnn import maskrcnn_resnet50_fpn
+    from cnnkit.detection.mask_training import is_mask_rcnn_checkpoint, load_mask_rcnn
+    from cnnkit.detection.weights import load_detector_weights
+    from cnnkit.models.weights import read_state_dict
+
+    if is_mask_rcnn_checkpoint(path):
+        return load_mask_rcnn(path)
+    state, _ = read_state_dict(path)
+    if MASK_KEY not in state:
+        raise ValueError(f"{path}: neither a cnnkit Mask R-CNN checkpoint nor a maskrcnn_resnet50_fpn state dict")
+    model = maskrcnn_resnet50_fpn(num_classes=state[MASK_KEY].shape[0], min_size=min_size, max_size=max_size)
+    load_detector_weights(model, path)
+    return model.eval()
+
+
 def draw_instances(image: Tensor, detections: Detections, categories: list[str]) -> Tensor:
     """``image (3, H, W)`` in [0, 1] with each instance's mask (≥ 0.5) filled translucently in its
     own colour, its outline drawn, and its box labelled "name score"."""
