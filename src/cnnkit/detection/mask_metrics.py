@@ -45,14 +45,25 @@ def instance_results(dataset: DetectionDataset, detections: list[Detections], th
 def coco_mask_map(dataset: DetectionDataset, detections: list[Detections], threshold: float = 0.5) -> dict[str, float]:
     """``{"mask_map", "mask_map50", …, "box_map", "box_map50", …}`` (the six COCO summary figures
     for masks and for boxes) for detections whose ``masks`` are ``(R, H, W)`` probabilities; the
-    dataset's targets must carry ``masks``."""
+    dataset's targets carry ``masks (G, H, W)`` or COCO ``segmentation`` lists
+    (`cnnkit.detection.coco_masks.read_coco_instances`), which pycocotools reads as they are."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
+    from cnnkit.detection.coco_masks import segmentation_to_rle
+
     truth_dict = coco_dict(dataset)
     annotations = iter(truth_dict["annotations"])
-    for target in dataset.targets:
-        for rle in encode_masks(target["masks"].bool()):
+    for index, target in enumerate(dataset.targets):
+        if "segmentation" in target:
+            height, width = dataset.image_size(index)
+            rles = [segmentation_to_rle(s, height, width) for s in target["segmentation"]]
+            for rle in rles:
+                if isinstance(rle.get("counts"), bytes):
+                    rle["counts"] = rle["counts"].decode("ascii")
+        else:
+            rles = encode_masks(target["masks"].bool())
+        for rle in rles:
             next(annotations)["segmentation"] = rle
     results = instance_results(dataset, detections, threshold)
     scores = {}
