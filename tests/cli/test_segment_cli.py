@@ -1,6 +1,7 @@
 """cnnkit segment train | evaluate | predict, in-process, on a few digit scenes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +132,18 @@ def test_predict_with_torchvision_maskrcnn_weights(tmp_path, capsys):
     records = json.loads(capsys.readouterr().out)
     assert (out / "photo_instances.png").is_file() and records
     assert all(record["segmentation"]["size"] == [64, 80] for record in records)
+
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not (SHARED_DATA / "coco128").is_dir(), reason="../shared/data/coco128 absent")
+def test_mask_rcnn_on_coco128_polygons_and_rle(tmp_path, capsys):
+    annotations = SHARED_DATA / "coco128" / "annotations" / "instances_train2017.json"
+    argv = ["segment", "train", "--method", "mask-rcnn", "--data", str(annotations), "--lenient", "--epochs", "1",
+            "--train-images", "4", "--batch-size", "2", "--threads", "1", "--runs", str(tmp_path), "--name", "coco",
+            "--format", "json"]
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["test"]["images"] == 12 and 0 <= result["test"]["mask_map"] <= 1

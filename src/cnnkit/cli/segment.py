@@ -16,6 +16,7 @@ examples:
   cnnkit segment train --data ../shared/data/camvid-sample --epochs 20 --batch-size 4 --crop-size 224 --flip
   cnnkit segment train --data coco/annotations/instances_train.json --crop-size 320 --lenient
   cnnkit segment train --method mask-rcnn              # instance masks on digit scenes (mask AP, box AP)
+  cnnkit segment train --method mask-rcnn --data coco/annotations/instances_train.json --lenient
 
 --data is digit-scenes, a CamVid-style folder (train/ trainannot/ val/ valannot/), a Pascal VOC
 folder (JPEGImages/ SegmentationClass/ ImageSets/) or a COCO annotation JSON (objects painted
@@ -110,12 +111,15 @@ def evaluate_command(args) -> int:
 def _evaluate_instances(args) -> int:
     from cnnkit.detection.mask_training import MaskRCNNConfig, evaluate_mask_rcnn, load_instance_splits, load_mask_rcnn
 
-    if args.data:
-        raise ValueError("a Mask R-CNN run is evaluated on its own digit scenes; leave out --data")
     model = load_mask_rcnn(args.run)
-    run = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
-    config = MaskRCNNConfig(**json.loads((run / "config.json").read_text()))
-    dataset = load_instance_splits(config)[("train", "val", "test").index(args.split)]
+    if args.data:
+        from cnnkit.detection.coco_masks import read_coco_instances
+
+        dataset = read_coco_instances(args.data, args.images, strict=not args.lenient)
+    else:
+        run = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+        config = MaskRCNNConfig(**json.loads((run / "config.json").read_text()))
+        dataset = load_instance_splits(config)[("train", "val", "test").index(args.split)]
     result = evaluate_mask_rcnn(model, dataset)
     _print(args, result, [
         f"{dataset.name}: mask AP {result['mask_map']:.3f} (0.5:0.95), mask AP@0.5 {result['mask_map50']:.3f}, "
@@ -178,7 +182,7 @@ def add_commands(subparsers) -> None:
                                  epilog=TRAIN_EXAMPLES, formatter_class=formatter)
     parser.add_argument("--method", choices=("fcn", "sliding", "mask-rcnn"), default=defaults.method,
                         help="fcn, the sliding-window baseline, or instance segmentation with Mask R-CNN "
-                             "(digit scenes) (default: %(default)s)")
+                             "(digit scenes or a COCO JSON with masks) (default: %(default)s)")
     parser.add_argument("--data", default=defaults.data,
                         help="digit-scenes, a CamVid or VOC folder, or a COCO JSON (default: %(default)s)")
     parser.add_argument("--images", dest="image_dir", help="image folder of a COCO --data (default: found beside it)")

@@ -5,7 +5,8 @@ Mask R-CNN losses summed, COCO mask AP and box AP (pycocotools) on the validatio
 every epoch, ``best.pt`` by validation mask AP, ``last.pt`` written atomically with the previous
 one kept (`cnnkit.train.checkpoint.save_checkpoint`), ``metrics.jsonl`` and ``report.json``
 with the test split's figures and time per image. Data: built-in digit scenes, whose targets
-carry each digit's mask.
+carry each digit's mask, or a COCO annotation JSON with polygon or RLE masks
+(`cnnkit.detection.coco_masks.read_coco_instances`; 10 % of the images, seeded, validate and test).
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ FORMAT = "cnnkit-mask-rcnn-1"
 @dataclass
 class MaskRCNNConfig:
     """What a Mask R-CNN run trains, on what, and how (see `cnnkit.detection.training.DetectionConfig`
-    for the shared fields). data: "digit-scenes"."""
+    for the shared fields). data: "digit-scenes" or a COCO annotation JSON (images in image_dir,
+    default found beside it; lenient drops bad annotations)."""
 
     data: str = "digit-scenes"
+    image_dir: str | None = None
+    lenient: bool = False
     backbone: str = "small"
     epochs: int = 8
     batch_size: int = 8
@@ -54,17 +58,28 @@ class MaskRCNNConfig:
     name: str | None = None
 
     def __post_init__(self) -> None:
-        if self.data != "digit-scenes":
-            raise ValueError(f"Mask R-CNN trains on digit-scenes here, not {self.data!r} (its targets carry masks)")
+        if self.data != "digit-scenes" and not self.data.endswith(".json"):
+            raise ValueError(f"Mask R-CNN trains on digit-scenes or a COCO annotation JSON, not {self.data!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be ≥ 1")
 
 
 def load_instance_splits(config: MaskRCNNConfig) -> tuple[DetectionDataset, DetectionDataset, DetectionDataset]:
-    from cnnkit.detection.scenes import digit_scenes
+    """(train, val, test) with instance masks for ``config.data``."""
+    if config.data == "digit-scenes":
+        from cnnkit.detection.scenes import digit_scenes
 
-    return tuple(digit_scenes(split, count, seed=config.seed) for split, count in
-                 (("train", config.train_images), ("val", config.val_images), ("test", config.test_images)))
+        return tuple(digit_scenes(split, count, seed=config.seed) for split, count in
+                     (("train", config.train_images), ("val", config.val_images), ("test", config.test_images)))
+    from cnnkit.detection.coco_masks import read_coco_instances
+
+    dataset = read_coco_instances(config.data, config.image_dir, strict=not config.lenient)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed)).tolist()
+    held_out = max(1, len(dataset) // 10)
+    val, train = dataset.subset(order[:held_out]), dataset.subset(order[held_out:])
+    if config.train_images:
+        train = train.subset(range(min(config.train_images, len(train))))
+    return train, val, val
 
 
 def evaluate_mask_rcnn(model: MaskRCNN, dataset: DetectionDataset, batch_size: int = 8) -> dict:
@@ -178,7 +193,7 @@ def load_mask_rcnn(path: str | os.PathLike) -> MaskRCNN:
 
 
 def _new_run_dir(config: MaskRCNNConfig) -> Path:
-    base = Path(config.runs) / (config.name or f"mask-rcnn-{config.data}")
+    base = Path(config.runs) / (config.name or f"mask-rcnn-{Path(config.data).stem}")
     path, n = base, 1
     while path.exists():
         n += 1
