@@ -126,3 +126,14 @@ def test_select_detections_equals_greedy_per_class_nms():
         for i in _greedy_nms(boxes, scores[:, k], 0.5):
             expected.add((round(scores[i, k].item(), 6), k))
     assert {(round(s, 6), k) for s, k in zip(found.scores.tolist(), found.labels.tolist())} == expected
+
+
+def test_fpn_pooling_leaves_p6_to_the_rpn():
+    """A box large enough for FPN level 6 is pooled from P5 when only four levels pool (torchvision's rule)."""
+    torch.manual_seed(0)
+    image = (1024, 1024)
+    maps = [torch.rand(1, 2, 1024 // s, 1024 // s) for s in (4, 8, 16, 32, 64)]  # P2..P6
+    huge = [torch.tensor([[0.0, 0.0, 1000.0, 1000.0]])]  # √area 1000 → level ⌊4 + log2(1000/224)⌋ = 6
+    pooled = RoIPooler(7, 2, "align", levels=4)(maps, huge, [image])
+    assert torch.equal(pooled, RoIPooler(7, 2, "align")(maps[3:4], huge, [image]))
+    assert not torch.equal(pooled, RoIPooler(7, 2, "align")(maps, huge, [image]))

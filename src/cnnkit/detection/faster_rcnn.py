@@ -81,7 +81,8 @@ def faster_rcnn(backbone: str = "small", categories: list[str] | None = None, nu
                                 settings, batch_size_per_image=128)
     roi_options.setdefault("batch_size_per_image", 32)  # a handful of objects per image: 16 positives,
     roi_options.setdefault("positive_fraction", 0.5)  # 16 background, so the classes are learnt fast
-    roi_heads = RoIHeads(RoIPooler(7, 2, "align"), TwoMLPHead(trunk.out_channels * 49, representation_size),
+    pooled_levels = 4 if levels == 5 else None  # P2..P5; P6 serves the RPN alone
+    roi_heads = RoIHeads(RoIPooler(7, 2, "align", levels=pooled_levels), TwoMLPHead(trunk.out_channels * 49, representation_size),
                          BoxPredictor(representation_size, len(categories) + 1), **roi_options)
     transform = DetectionTransform(min_size, max_size)
     return FasterRCNN(trunk, rpn, roi_heads, transform, categories)
@@ -101,7 +102,7 @@ def fasterrcnn_resnet50_fpn(categories: list[str] | None = None, num_classes: in
     backbone = build_backbone("resnet50-fpn", memory_format)
     generator = AnchorGenerator()
     rpn = RegionProposalNetwork(generator, RPNHead(256, 3))
-    roi_heads = RoIHeads(RoIPooler(7, 2, "align"), TwoMLPHead(256 * 49, 1024), BoxPredictor(1024, len(categories) + 1),
+    roi_heads = RoIHeads(RoIPooler(7, 2, "align", levels=4), TwoMLPHead(256 * 49, 1024), BoxPredictor(1024, len(categories) + 1),
                          score_thresh=box_score_thresh, nms_thresh=box_nms_thresh,
                          detections_per_img=box_detections_per_img)
     return FasterRCNN(backbone, rpn, roi_heads, DetectionTransform(min_size, max_size), categories)

@@ -32,25 +32,19 @@ from cnnkit.detection.transform import scale_boxes
 
 
 class MaskRoIHeads(RoIHeads):
-    """Faster R-CNN's RoI heads plus ``mask_roi_pool`` → ``mask_head`` → ``mask_predictor``.
-
-    ``mask_levels``: how many of the backbone's maps the masks are pooled from (4 for an FPN,
-    whose fifth map P6 only feeds the RPN; None: all).
-    """
+    """Faster R-CNN's RoI heads plus ``mask_roi_pool`` → ``mask_head`` → ``mask_predictor``."""
 
     def __init__(self, box_heads: RoIHeads, mask_roi_pool: RoIPooler, mask_head: MaskHead,
-                 mask_predictor: MaskPredictor, mask_levels: int | None = None) -> None:
+                 mask_predictor: MaskPredictor) -> None:
         super().__init__(box_heads.box_roi_pool, box_heads.box_head, box_heads.box_predictor,
                          box_heads.fg_iou_thresh, box_heads.bg_iou_thresh, box_heads.batch_size_per_image,
                          box_heads.positive_fraction, box_heads.score_thresh, box_heads.nms_thresh,
                          box_heads.detections_per_img)
         self.mask_roi_pool, self.mask_head, self.mask_predictor = mask_roi_pool, mask_head, mask_predictor
-        self.mask_levels = mask_levels
 
     def mask_logits(self, features: list[Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
         """``(R, K+1, m, m)`` mask logits for the boxes of every image."""
-        maps = features[: self.mask_levels] if self.mask_levels else features
-        pooled = self.mask_roi_pool(maps, boxes, image_sizes)  # (R, C, 14, 14)
+        pooled = self.mask_roi_pool(features, boxes, image_sizes)  # (R, C, 14, 14)
         return self.mask_predictor(self.mask_head(pooled))
 
     def loss(self, features: list[Tensor], proposals: list[Tensor], image_sizes, targets: list[dict]) -> dict[str, Tensor]:
@@ -114,9 +108,8 @@ def mask_rcnn(backbone: str = "small", categories: list[str] | None = None, num_
     shape (RoIAlign 14×14, four 3×3 convolutions, 28×28 masks), narrower (128) for a CPU."""
     detector = faster_rcnn(backbone, categories, num_classes, min_size, max_size, **options)
     channels = detector.backbone.out_channels
-    levels = 4 if backbone.endswith("fpn") else None
-    heads = MaskRoIHeads(detector.roi_heads, RoIPooler(14, 2, "align"), MaskHead(channels, 128),
-                         MaskPredictor(128, len(detector.categories) + 1, 128), levels)
+    heads = MaskRoIHeads(detector.roi_heads, RoIPooler(14, 2, "align", levels=detector.roi_heads.box_roi_pool.levels),
+                         MaskHead(channels, 128), MaskPredictor(128, len(detector.categories) + 1, 128))
     return MaskRCNN(detector.backbone, detector.rpn, heads, detector.transform, detector.categories)
 
 
@@ -129,7 +122,7 @@ def maskrcnn_resnet50_fpn(categories: list[str] | None = None, num_classes: int 
     28×28 masks for 91 COCO classes. Its state dicts load unchanged."""
     detector = fasterrcnn_resnet50_fpn(categories, num_classes, min_size, max_size, box_score_thresh, box_nms_thresh,
                                        box_detections_per_img, memory_format)
-    heads = MaskRoIHeads(detector.roi_heads, RoIPooler(14, 2, "align"), MaskHead(256),
-                         MaskPredictor(256, len(detector.categories) + 1), mask_levels=4)
+    heads = MaskRoIHeads(detector.roi_heads, RoIPooler(14, 2, "align", levels=4), MaskHead(256),
+                         MaskPredictor(256, len(detector.categories) + 1))
     return MaskRCNN(detector.backbone, detector.rpn, heads.to(memory_format=memory_format), detector.transform,
                     detector.categories)

@@ -49,13 +49,17 @@ class RoIPooler(nn.Module):
     ``method`` is "align" (RoIAlign, bilinear, ``sampling_ratio`` points per bin) or "max"
     (RoI max pooling). Each map's scale (1/stride) is inferred as the power of two nearest to
     feature size / image size; with several maps, boxes go to levels by `pyramid_levels`.
+    ``levels`` pools from the first maps only: an FPN's P2..P5, while its coarsest map (P6)
+    serves the RPN alone, as in the FPN paper and torchvision's detectors.
     """
 
-    def __init__(self, output_size: int = 7, sampling_ratio: int = 2, method: str = "align") -> None:
+    def __init__(self, output_size: int = 7, sampling_ratio: int = 2, method: str = "align",
+                 levels: int | None = None) -> None:
         super().__init__()
         if method not in ("align", "max"):
             raise ValueError(f"unknown RoI pooling {method!r}; choose align or max")
         self.output_size, self.sampling_ratio, self.method = output_size, sampling_ratio, method
+        self.levels = levels
 
     def pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
         if self.method == "max":
@@ -63,6 +67,7 @@ class RoIPooler(nn.Module):
         return roi_align(feature, rois, self.output_size, spatial_scale=scale, sampling_ratio=self.sampling_ratio)
 
     def forward(self, features: list[Tensor], boxes: list[Tensor], image_sizes: list[tuple[int, int]]) -> Tensor:
+        features = features[: self.levels] if self.levels else features
         largest = (max(s[0] for s in image_sizes), max(s[1] for s in image_sizes))
         scales = [2.0 ** round(math.log2(f.shape[-2] / largest[0])) for f in features]
         rois = rois_with_batch_index(boxes)  # (R, 5)
