@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 
+from cnnkit.cli.output import print_result
+
 TRAIN_EXAMPLES = """\
 examples:
   cnnkit detect train                                   # Faster R-CNN on built-in digit scenes, a few minutes
@@ -37,10 +39,6 @@ file name); --format json prints the records.
 """
 
 
-def _print(args, record: dict, lines: list[str]) -> None:
-    print(json.dumps(record) if args.format == "json" else "\n".join(lines))
-
-
 def train_command(args) -> int:
     from cnnkit.detection.training import DetectionConfig, train_detector
 
@@ -49,7 +47,7 @@ def train_command(args) -> int:
     log = print if args.format == "text" else (lambda line: None)
     report = train_detector(DetectionConfig(**values), log=log)
     test = report["test"]
-    _print(args, {"run": report["run_dir"], "test": test, "best_epoch": report["best_epoch"]}, [
+    print_result(args, {"run": report["run_dir"], "test": test, "best_epoch": report["best_epoch"]}, [
         f"run folder {report['run_dir']} (best epoch {report['best_epoch']}; report.json, metrics.jsonl)",
     ])
     return 0
@@ -68,7 +66,7 @@ def evaluate_command(args) -> int:
         dataset = load_splits(config)[("train", "val", "test").index(args.split)]
     result = evaluate_detector(model, dataset)
     weakest = sorted((ap, name) for name, ap in result["voc_ap50"].items() if not math.isnan(ap))[:3]
-    _print(args, result, [
+    print_result(args, result, [
         f"{dataset.name}: mAP {result['map']:.3f} (0.5:0.95), mAP@0.5 {result['map50']:.3f}, mAP@0.75 "
         f"{result['map75']:.3f}, small/medium/large {result['map_small']:.3f}/{result['map_medium']:.3f}/"
         f"{result['map_large']:.3f}",

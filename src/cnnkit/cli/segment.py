@@ -8,6 +8,8 @@ import json
 import math
 from pathlib import Path
 
+from cnnkit.cli.output import print_result
+
 TRAIN_EXAMPLES = """\
 examples:
   cnnkit segment train                                  # FCN-8s (ResNet-18) on built-in digit scenes, minutes
@@ -45,10 +47,6 @@ Mask R-CNN: OUT/NAME_instances.png (outlined, labelled instance masks) and OUT/i
 """
 
 
-def _print(args, record: dict, lines: list[str]) -> None:
-    print(json.dumps(record) if args.format == "json" else "\n".join(lines))
-
-
 def _weakest(result: dict) -> str:
     weakest = sorted((iou, name) for name, iou in result["iou"].items() if not math.isnan(iou))[:3]
     return ", ".join(f"{name} {iou:.3f}" for iou, name in weakest)
@@ -66,14 +64,14 @@ def train_command(args) -> int:
         from cnnkit.detection.mask_training import MaskRCNNConfig, train_mask_rcnn
 
         report = train_mask_rcnn(MaskRCNNConfig(**_values(args, MaskRCNNConfig)), log=log)
-        _print(args, {"run": report["run_dir"], "test": report["test"], "best_epoch": report["best_epoch"]}, [
+        print_result(args, {"run": report["run_dir"], "test": report["test"], "best_epoch": report["best_epoch"]}, [
             f"run folder {report['run_dir']} (best epoch {report['best_epoch']}; report.json, metrics.jsonl)"])
         return 0
     from cnnkit.segmentation.training import SegmentationConfig, train_segmenter
 
     report = train_segmenter(SegmentationConfig(**_values(args, SegmentationConfig)), log=log)
     test = {key: value for key, value in report["test"].items() if key != "confusion"}
-    _print(args, {"run": report["run_dir"], "test": test, "best_epoch": report["best_epoch"]}, [
+    print_result(args, {"run": report["run_dir"], "test": test, "best_epoch": report["best_epoch"]}, [
         f"weakest classes: {_weakest(test)}",
         f"run folder {report['run_dir']} (best epoch {report['best_epoch']}; report.json, metrics.jsonl)",
     ])
@@ -98,7 +96,7 @@ def evaluate_command(args) -> int:
                                     config.val_images, config.test_images, config.lenient)
     dataset = splits[("train", "val", "test").index(args.split)]
     result = evaluate_segmenter(segmenter, dataset)
-    _print(args, result, [
+    print_result(args, result, [
         f"{dataset.name}: mean IoU {result['mean_iou']:.3f}, pixel accuracy {result['pixel_accuracy']:.3f}, "
         f"mean class accuracy {result['mean_class_accuracy']:.3f}",
         "IoU per class: " + ", ".join(f"{name} {iou:.3f}" for name, iou in result["iou"].items()),
@@ -121,7 +119,7 @@ def _evaluate_instances(args) -> int:
         config = MaskRCNNConfig(**json.loads((run / "config.json").read_text()))
         dataset = load_instance_splits(config)[("train", "val", "test").index(args.split)]
     result = evaluate_mask_rcnn(model, dataset)
-    _print(args, result, [
+    print_result(args, result, [
         f"{dataset.name}: mask AP {result['mask_map']:.3f} (0.5:0.95), mask AP@0.5 {result['mask_map50']:.3f}, "
         f"mask AP@0.75 {result['mask_map75']:.3f}",
         f"box AP {result['box_map']:.3f}, box AP@0.5 {result['box_map50']:.3f}",

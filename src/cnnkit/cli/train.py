@@ -9,6 +9,7 @@ import types
 import typing
 from pathlib import Path
 
+from cnnkit.cli.output import print_result
 from cnnkit.data import load_dataset
 from cnnkit.models.export import EXPORT_FORMATS, export_model
 from cnnkit.train import TrainConfig, evaluate, load_trained, resume, train
@@ -64,7 +65,7 @@ def _field_type(annotation) -> tuple[type, bool]:
     return annotation, False
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
+def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One ``--field-name`` option per TrainConfig field, typed and defaulting to the field's default."""
     hints = typing.get_type_hints(TrainConfig)
     group = parser.add_argument_group("training configuration (cnnkit.train.TrainConfig)")
@@ -79,11 +80,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                                metavar=field.name.upper(), help=f"(default: {field.default})")
 
 
-def _print(args, record: dict, lines: list[str]) -> None:
-    print(json.dumps(record) if args.format == "json" else "\n".join(lines))
 
-
-def _run_figures(run_dir: Path, report: dict) -> list[Path]:
+def run_figures(run_dir: Path, report: dict) -> list[Path]:
     """Learning curves and the test confusion matrix of a finished run, saved in its folder."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     classes = report["data"]["classes"]
@@ -99,9 +97,9 @@ def train_command(args) -> int:
     else:
         values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
         result = train(TrainConfig(**values), progress=None if args.format == "text" else False)
-    figures = _run_figures(result.run_dir, result.report)
+    figures = run_figures(result.run_dir, result.report)
     test = result.report["test"]
-    _print(args, {"run": str(result.run_dir), "test": test, "figures": [str(f) for f in figures]}, [
+    print_result(args, {"run": str(result.run_dir), "test": test, "figures": [str(f) for f in figures]}, [
         f"test top-1 {test['top1']:.2%}, top-5 {test['top5']:.2%}, loss {test['loss']:.4f} ({test['count']} images)",
         f"run folder {result.run_dir} (report.md, learning_curves.png, confusion_test.png)",
     ])
@@ -123,7 +121,7 @@ def evaluate_command(args) -> int:
         Path(args.run) / f"confusion_{args.split}.png" if Path(args.run).is_dir() else Path(f"confusion_{args.split}.png"))
     confusion_matrix_figure(metrics["confusion_matrix"], trained.classes, figure_path, title=f"{dataset.name} {args.split}")
     worst = sorted(zip(metrics["per_class_accuracy"], trained.classes), key=lambda pair: (pair[0] is None, pair[0]))[:3]
-    _print(args, {**metrics, "classes": trained.classes, "figure": str(figure_path), "skipped": dataset.skipped}, [
+    print_result(args, {**metrics, "classes": trained.classes, "figure": str(figure_path), "skipped": dataset.skipped}, [
         f"{dataset.name} {args.split}: top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}, "
         f"loss {metrics['loss']:.4f} ({metrics['count']} images)",
         "weakest classes: " + ", ".join(f"{name} {value:.1%}" for value, name in worst if value is not None),
@@ -166,7 +164,7 @@ def add_commands(subparsers) -> None:
         epilog=TRAIN_EXAMPLES, formatter_class=formatter)
     parser.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result (json: no progress bars)")
-    _add_config_options(parser)
+    add_config_options(parser)
     parser.set_defaults(func=train_command)
 
     parser = subparsers.add_parser(

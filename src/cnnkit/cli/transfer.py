@@ -7,7 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from cnnkit.cli.train import _add_config_options, _print, _run_figures
+from cnnkit.cli.output import print_result
+from cnnkit.cli.train import add_config_options, run_figures
 from cnnkit.train import TrainConfig
 from cnnkit.train.figures import confusion_matrix_figure
 from cnnkit.transfer import STRATEGY_NAMES, advise, prepare, transfer
@@ -50,7 +51,7 @@ def transfer_command(args) -> int:
         target = prepare(args.source, args.data, architecture=args.model, data_root=args.data_root,
                          cache_dir=cache, seed=args.seed)
         advice = advise(target)
-        _print(args, advice.to_dict(), _advice_lines(advice))
+        print_result(args, advice.to_dict(), _advice_lines(advice))
         return 0
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
     values["model"] = values["model"] or "sample_net"  # replaced by the pretrained architecture
@@ -65,13 +66,13 @@ def transfer_command(args) -> int:
 def _report_run(args, result) -> int:
     report = json.loads((result.run_dir / "report.json").read_text())
     if (result.run_dir / "metrics.jsonl").exists():
-        figures = _run_figures(result.run_dir, report)
+        figures = run_figures(result.run_dir, report)
     else:
         figures = [confusion_matrix_figure(report["confusion_matrix"], report["data"]["classes"],
                                            result.run_dir / "confusion_test.png", title=f"{result.run_dir.name}, test")]
     test = result.test
     layer = f" on {result.layer}" if result.layer else ""
-    _print(args, {**result.to_dict(), "figures": [str(f) for f in figures]}, [
+    print_result(args, {**result.to_dict(), "figures": [str(f) for f in figures]}, [
         f"{result.strategy}{layer}: test top-1 {test['top1']:.2%} ({test['count']} images), {result.seconds:.1f} s",
         *(f"adapted: {note}" for note in result.notes if not note.startswith(("architecture", "no normalisation"))),
         f"run folder {result.run_dir} (report.md, {', '.join(Path(f).name for f in figures)})",
@@ -113,7 +114,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--no-cache", action="store_true", help="compute features without reading or writing the cache")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted fine-tuning run")
     parser.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result")
-    _add_config_options(parser)
+    add_config_options(parser)
     parser.set_defaults(func=transfer_command, data=None, model=None, **FINETUNE_DEFAULTS)
     helps = {"data": "target dataset: a built-in, a folder of class sub-folders or a CSV (required)",
              "model": "architecture of --from (default: from the run or metadata, else recognised from the tensors)",

@@ -25,7 +25,7 @@ from cnnkit.detection.dataset import DetectionDataset, check_categories, iterate
 from cnnkit.detection.mask_metrics import coco_mask_map
 from cnnkit.detection.mask_rcnn import MaskRCNN, mask_rcnn
 from cnnkit.files import atomic_write
-from cnnkit.models.weights import _torch_load
+from cnnkit.models.weights import load_torch_file
 from cnnkit.train.checkpoint import save_checkpoint
 
 FORMAT = "cnnkit-mask-rcnn-1"
@@ -101,7 +101,7 @@ def train_mask_rcnn(config: MaskRCNNConfig | None = None, log=print) -> dict:
     train_set, val_set, test_set = load_instance_splits(config)
     log(f"data: {train_set.name}: {len(train_set)} train, {len(val_set)} val, {len(test_set)} test images")
     model = mask_rcnn(config.backbone, train_set.categories, min_size=config.min_size, max_size=config.max_size)
-    run_dir = _new_run_dir(config)
+    run_dir = new_run_dir(config)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     log(f"run folder: {run_dir}")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -170,7 +170,7 @@ def is_mask_rcnn_checkpoint(path: str | os.PathLike) -> bool:
     if not path.is_file() or path.suffix == ".safetensors":
         return False
     try:
-        state = _torch_load(path, trusted=False)
+        state = load_torch_file(path, trusted=False)
     except ValueError:
         return False
     return isinstance(state, dict) and state.get("format") == FORMAT
@@ -183,7 +183,7 @@ def load_mask_rcnn(path: str | os.PathLike) -> MaskRCNN:
         path = path / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
-    state = _torch_load(path, trusted=False)
+    state = load_torch_file(path, trusted=False)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a cnnkit Mask R-CNN checkpoint")
     config = MaskRCNNConfig(**state["config"])
@@ -192,7 +192,7 @@ def load_mask_rcnn(path: str | os.PathLike) -> MaskRCNN:
     return model.eval()
 
 
-def _new_run_dir(config: MaskRCNNConfig) -> Path:
+def new_run_dir(config: MaskRCNNConfig) -> Path:
     base = Path(config.runs) / (config.name or f"mask-rcnn-{Path(config.data).stem}")
     path, n = base, 1
     while path.exists():

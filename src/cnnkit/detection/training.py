@@ -26,7 +26,7 @@ from cnnkit.detection.coco import read_coco
 from cnnkit.detection.dataset import DetectionDataset, check_categories, iterate
 from cnnkit.detection.metrics import coco_map, voc_ap
 from cnnkit.files import atomic_write
-from cnnkit.models.weights import _torch_load
+from cnnkit.models.weights import load_torch_file
 from cnnkit.train.checkpoint import save_checkpoint
 
 METHODS = ("faster-rcnn", "fast-rcnn", "rcnn")
@@ -153,7 +153,7 @@ def train_detector(config: DetectionConfig | None = None, log=print) -> dict:
         from cnnkit.detection.pretrain import pretrain_backbone
 
         pretrain_backbone(model.backbone, config.pretrain_steps, seed=config.seed, log=log)
-    run_dir = _new_run_dir(config)
+    run_dir = new_run_dir(config)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     log(f"run folder: {run_dir}")
     if config.method == "rcnn":
@@ -269,7 +269,7 @@ def load_detector(path: str | os.PathLike):
         path = path / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
-    state = _torch_load(path, trusted=False)
+    state = load_torch_file(path, trusted=False)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a cnnkit detection checkpoint; for torchvision weights use "
                          "--weights with the resnet50-fpn backbone")
@@ -279,7 +279,7 @@ def load_detector(path: str | os.PathLike):
     return model.eval()
 
 
-def _new_run_dir(config: DetectionConfig) -> Path:
+def new_run_dir(config: DetectionConfig) -> Path:
     base = Path(config.runs) / (config.name or f"{config.method}-{Path(config.data).stem}")
     path, n = base, 1
     while path.exists():

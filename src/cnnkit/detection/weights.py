@@ -13,7 +13,7 @@ import os
 
 from torch import nn
 
-from cnnkit.models.weights import LoadReport, WeightsMismatchError, _existing_file, read_state_dict
+from cnnkit.models.weights import LoadReport, WeightsMismatchError, existing_file, read_state_dict
 
 
 def load_detector_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True,
@@ -21,7 +21,7 @@ def load_detector_weights(model: nn.Module, path: str | os.PathLike, strict: boo
     """Load a detector state dict (``torch.save`` file or safetensors, read with
     ``weights_only=True`` unless ``trusted``) into ``model``. Raises `WeightsMismatchError`
     (a ValueError) listing missing, unexpected and mis-shaped keys under ``strict``."""
-    path = _existing_file(path)
+    path = existing_file(path)
     state, metadata = read_state_dict(path, trusted=trusted)
     model_state = model.state_dict()
     state = {key: value for key, value in state.items()

@@ -142,10 +142,10 @@ def load_weights(
     `UnsafeCheckpointError` for a pickle that needs non-allowlisted classes or would run code,
     and `WeightsMismatchError` for keys that do not fit under ``strict=True``.
     """
-    path = _existing_file(path)
+    path = existing_file(path)
     state, metadata = read_state_dict(path, trusted=trusted)
     model_state = model.state_dict()
-    state = _strip_wrapper_prefixes(state, model_state)
+    state = strip_wrapper_prefixes(state, model_state)
     head = _classifier_prefix(model) if reset_head else None
 
     report = LoadReport(path=path, metadata=metadata)
@@ -188,11 +188,11 @@ def read_state_dict(
     Returns ``(state_dict, metadata)``; metadata is the decoded safetensors metadata (see
     `read_metadata`) or ``{}`` for torch files. Raises as `load_weights` does.
     """
-    path = _existing_file(path)
+    path = existing_file(path)
     if _format_of(path) == "safetensors":
         header, state = _read_safetensors(path, with_tensors=True)
         return state, _decode_metadata(header.get("__metadata__") or {})
-    checkpoint = _torch_load(path, trusted)
+    checkpoint = load_torch_file(path, trusted)
     return _unwrap_state_dict(checkpoint, path), {}
 
 
@@ -246,7 +246,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
     Reads only the validated header, not the tensors. Raises `WeightsError` for a file that is
     not safetensors (torch checkpoints carry no metadata) and as `load_weights` otherwise.
     """
-    path = _existing_file(path)
+    path = existing_file(path)
     if _format_of(path) != "safetensors":
         raise WeightsError(
             f"{path}: not a safetensors file, so it carries no metadata; "
@@ -259,7 +259,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _existing_file(path: str | os.PathLike) -> Path:
+def existing_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.is_dir():
         found = sorted(
@@ -290,7 +290,7 @@ def _format_of(path: Path) -> str:
     )
 
 
-def _torch_load(path: Path, trusted: bool):
+def load_torch_file(path: Path, trusted: bool):
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted)
     except pickle.UnpicklingError as error:
@@ -492,7 +492,7 @@ def _decode_metadata(metadata: dict) -> dict:
 # --- matching -----------------------------------------------------------------------------
 
 
-def _strip_wrapper_prefixes(state: dict, model_state: dict) -> dict:
+def strip_wrapper_prefixes(state: dict, model_state: dict) -> dict:
     """Remove ``module.`` / ``_orig_mod.`` while every file key has it and no model key does."""
     changed = True
     while changed and state:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from cnnkit.data.transforms import normalize
 from cnnkit.files import atomic_write
-from cnnkit.models.weights import _torch_load
+from cnnkit.models.weights import load_torch_file
 from cnnkit.segmentation.datasets import SegmentationDataset, load_segmentation_data
 from cnnkit.segmentation.fcn import FCN, IMAGENET_MEAN, IMAGENET_STD
 from cnnkit.segmentation.metrics import confusion_matrix, segmentation_scores
@@ -149,7 +149,7 @@ def train_segmenter(config: SegmentationConfig | None = None, log=print) -> dict
     model = build_model(config, train_set.num_classes)
     segmenter = Segmenter(model, config.method, train_set.classes, train_set.palette, config.patch_size,
                           train_set.ignore_index)
-    run_dir = _new_run_dir(config)
+    run_dir = new_run_dir(config)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     log(f"run folder: {run_dir}")
     history = _fit(segmenter, config, train_set, val_set, run_dir, log)
@@ -269,7 +269,7 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
         path = path / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
-    state = _torch_load(path, trusted=False)
+    state = load_torch_file(path, trusted=False)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ValueError(f"{path}: not a cnnkit segmentation checkpoint")
     config = SegmentationConfig(**state["config"])
@@ -279,7 +279,7 @@ def load_segmenter(path: str | os.PathLike) -> Segmenter:
                      config.patch_size, int(state["ignore_index"]))
 
 
-def _new_run_dir(config: SegmentationConfig) -> Path:
+def new_run_dir(config: SegmentationConfig) -> Path:
     base = Path(config.runs) / (config.name or f"{config.method}-{Path(config.data).stem}")
     path, n = base, 1
     while path.exists():

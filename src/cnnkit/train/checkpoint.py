@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from cnnkit.files import atomic_write
-from cnnkit.models.weights import CorruptCheckpointError, _torch_load
+from cnnkit.models.weights import CorruptCheckpointError, load_torch_file
 
 CHECKPOINT_FORMAT = "cnnkit-checkpoint-1"
 LAST, PREVIOUS, BEST = "last.pt", "previous.pt", "best.pt"
@@ -71,7 +71,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = _torch_load(path, trusted=False)
+    state = load_torch_file(path, trusted=False)
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         keys = ", ".join(map(str, state)) if isinstance(state, dict) else type(state).__name__
         raise CorruptCheckpointError(

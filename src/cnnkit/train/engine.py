@@ -108,7 +108,7 @@ def train(config: TrainConfig | None = None, *, task=None, progress: bool | None
         if run_dir is not None and restarted_by_torchrun() and _has_checkpoint(run_dir):
             state, _ = load_latest(run_dir, warn=_warner(processes))
             return _Run(config, run_dir, task, processes, progress, state).execute(stop_after_steps)
-        run_dir = broadcast_object(_new_run_dir(config) if processes.is_main else None, processes)
+        run_dir = broadcast_object(new_run_dir(config) if processes.is_main else None, processes)
         config = replace(config, name=run_dir.name)
         if processes.is_main:
             _write_json(run_dir / "config.json", config.to_dict())
@@ -394,7 +394,7 @@ def _has_checkpoint(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in (LAST, PREVIOUS))
 
 
-def _new_run_dir(config: TrainConfig) -> Path:
+def new_run_dir(config: TrainConfig) -> Path:
     """Create and return ``runs_dir/name``; a derived name gets the first free ``-2``, ``-3``…"""
     runs_dir = Path(config.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ from cnnkit.data import Dataset, load_dataset
 from cnnkit.models import create_model, list_models
 from cnnkit.models.weights import (
     WeightsMismatchError,
-    _strip_wrapper_prefixes,
+    strip_wrapper_prefixes,
     load_weights,
     read_state_dict,
 )
@@ -159,7 +159,7 @@ def recognise_architecture(state: dict[str, torch.Tensor], path: Path | str = "w
             continue  # not a classifier: nothing to transfer from
         expected = {key: tuple(t.shape) for key, t in candidate.state_dict().items()
                     if not key.endswith("num_batches_tracked")}
-        given = _strip_wrapper_prefixes(
+        given = strip_wrapper_prefixes(
             {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, expected)
         head = candidate.classifier_name + "."
         flexible = {key for key in expected if key.startswith(head)} | {_first_conv_key(candidate)}
@@ -185,7 +185,7 @@ def _head_and_input_sizes(architecture: str, state: dict) -> tuple[int | None, i
     with torch.device("meta"):
         model = create_model(architecture)
     model_state = model.state_dict()
-    state = _strip_wrapper_prefixes(state, model_state)
+    state = strip_wrapper_prefixes(state, model_state)
     head = state.get(f"{model.classifier_name}.weight")
     conv = state.get(_first_conv_key(model))
     num_classes = int(head.shape[0]) if head is not None else None

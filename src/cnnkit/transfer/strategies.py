@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from cnnkit.files import atomic_write
 from cnnkit.train import TrainConfig, resume, train
 from cnnkit.train.checkpoint import BEST, CHECKPOINT_FORMAT
-from cnnkit.train.engine import _new_run_dir
+from cnnkit.train.engine import new_run_dir
 from cnnkit.train.metrics import confusion_matrix, per_class_accuracy, topk_correct
 from cnnkit.transfer.advisor import Advice, advise
 from cnnkit.transfer.features import HEAD_INPUT, check_layer
@@ -113,7 +113,7 @@ def transfer(source, data, *, strategy: str = "auto", layer: str | None = None, 
                 layer = probe.best.layer
         score = next((s for s in probe.scores if s.layer == layer), None) if probe else None
         score = score or fit_layer(target, layer)
-        run_dir = _new_run_dir(config)
+        run_dir = new_run_dir(config)
         config = replace(config, name=run_dir.name)
         test = _write_feature_run(run_dir, config, target, score, {**settings, "layer": layer,
                                   "probe": probe.to_dict() if probe else None})
