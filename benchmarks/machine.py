@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable
 
 import torch
+
+from cnnkit.train.report import cpu_name
 
 
 def cpu_flags() -> set[str]:
@@ -19,17 +20,6 @@ def cpu_flags() -> set[str]:
     except OSError:
         pass
     return set()
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def flops_per_cycle() -> int:

@@ -21,7 +21,7 @@ def environment(processes) -> dict:
         "torch": torch.__version__,
         "cnnkit": cnnkit.__version__,
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "threads": torch.get_num_threads(),
         "device": str(processes.device),
         "cuda": torch.cuda.get_device_name(processes.device) if processes.device.type == "cuda" else None,
@@ -93,7 +93,8 @@ def _percent(value) -> str:
     return "-" if value is None else f"{100 * value:.2f} %"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what the platform reports."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
