@@ -36,13 +36,13 @@ def torchrun(out: Path, epochs: int, kill_at: int = 0, restarts: int = 0) -> sub
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                f"--max-restarts={restarts}", str(WORKER), str(out), str(epochs), str(kill_at)]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120 if restarts else 240, env=environment)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60 if restarts else 240, env=environment)
     except subprocess.TimeoutExpired:
         if not restarts:
             raise
         # Seen on a loaded machine: after the kill, the restarted workers wait forever in gloo's
         # re-rendezvous; that is torchrun's restart, not the engine's resume (tested without it).
-        pytest.xfail("torchrun restart: the restarted workers did not rendezvous within 120 s")
+        pytest.xfail("torchrun restart: the restarted workers did not rendezvous within 60 s")
     if result.returncode != 0 and restarts and "connectFullMesh failed" in result.stderr:
         # Seen on a loaded machine: the restarted workers' gloo mesh dials the port of the killed
         # attempt and gives up; that is torchrun's re-rendezvous, not the engine's resume.
