@@ -137,3 +137,17 @@ def test_fpn_pooling_leaves_p6_to_the_rpn():
     pooled = RoIPooler(7, 2, "align", levels=4)(maps, huge, [image])
     assert torch.equal(pooled, RoIPooler(7, 2, "align")(maps[3:4], huge, [image]))
     assert not torch.equal(pooled, RoIPooler(7, 2, "align")(maps, huge, [image]))
+
+
+def test_vgg16_backbone_is_the_papers_conv5_map():
+    """Fast/Faster R-CNN's VGG-16: conv5_3 without the last max pool, stride 16, 512 channels,
+    with weights under the names of cnnkit's (and torchvision's) vgg16 features."""
+    from cnnkit.detection.backbones import build_backbone
+    from cnnkit.models import create_model
+
+    backbone = build_backbone("vgg16")
+    assert backbone(torch.rand(1, 3, 96, 128))["0"].shape == (1, 512, 6, 8)
+    vgg = create_model("vgg16")
+    backbone.body.load_state_dict({k.removeprefix("features."): v for k, v in vgg.state_dict().items() if k.startswith("features.")})
+    model = faster_rcnn("vgg16", categories=["a", "b"], min_size=96, max_size=128)
+    assert len(model.predict([torch.rand(3, 96, 128)])) == 1

@@ -119,6 +119,19 @@ class ResNetC4(nn.Module):
         return self.body(x)
 
 
+class VGGConv5(nn.Module):
+    """A VGG's convolutional trunk up to conv5_3 and its ReLU, without the last max pool: the
+    stride-16, 512-channel map that Fast R-CNN (§2) and Faster R-CNN (§3) share, as one map "0"."""
+
+    def __init__(self, vgg: nn.Module) -> None:
+        super().__init__()
+        self.body = vgg.features[:-1]
+        self.out_channels = 512
+
+    def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
+        return OrderedDict([("0", self.body(x))])  # (N, 512, H/16, W/16)
+
+
 class SmallBackbone(nn.Module):
     """conv-BN-ReLU stages 32, 64, 128, 128 wide; strides 2, 2, 2, 1 (stride 8 in all):
     ``(N, 3, H, W) → {"0": (N, 128, H/8, W/8)}``."""
@@ -138,12 +151,14 @@ class SmallBackbone(nn.Module):
 
 
 def build_backbone(name: str, memory_format: torch.memory_format = torch.channels_last) -> nn.Module:
-    """``"small"``, ``"resnet18-c4"``, ``"resnet50-c4"``, ``"resnet18-fpn"``, ``"resnet50-fpn"``
-    (ResNets from `cnnkit.models.create_model`, randomly initialised). Convolution weights are
+    """``"small"``, ``"vgg16"`` (conv5_3), ``"resnet18-c4"``, ``"resnet50-c4"``, ``"resnet18-fpn"``,
+    ``"resnet50-fpn"`` (VGG and ResNets from `cnnkit.models.create_model`, randomly initialised). Convolution weights are
     stored in ``memory_format``: channels_last is faster on CPUs; the plain layout reproduces
     torchvision's arithmetic bit for bit."""
     if name == "small":
         return SmallBackbone().to(memory_format=memory_format)
+    if name == "vgg16":
+        return VGGConv5(create_model("vgg16", memory_format=memory_format))
     family, _, kind = name.partition("-")
     if kind == "fpn":
         return ResNetFPN(create_model(family, memory_format=memory_format)).to(memory_format=memory_format)
@@ -152,7 +167,7 @@ def build_backbone(name: str, memory_format: torch.memory_format = torch.channel
     raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
 
 
-BACKBONES = ("small", "resnet18-c4", "resnet50-c4", "resnet18-fpn", "resnet50-fpn")
+BACKBONES = ("small", "vgg16", "resnet18-c4", "resnet50-c4", "resnet18-fpn", "resnet50-fpn")
 
 
 @torch.no_grad()
