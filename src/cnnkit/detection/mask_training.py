@@ -26,7 +26,7 @@ from cnnkit.detection.mask_metrics import coco_mask_map
 from cnnkit.detection.mask_rcnn import MaskRCNN, mask_rcnn
 from cnnkit.files import atomic_write
 from cnnkit.models.weights import load_torch_file
-from cnnkit.train.checkpoint import save_checkpoint
+from cnnkit.train.checkpoint import numbered_run_dir, read_run_checkpoint, save_checkpoint
 
 FORMAT = "cnnkit-mask-rcnn-1"
 
@@ -101,7 +101,7 @@ def train_mask_rcnn(config: MaskRCNNConfig | None = None, log=print) -> dict:
     train_set, val_set, test_set = load_instance_splits(config)
     log(f"data: {train_set.name}: {len(train_set)} train, {len(val_set)} val, {len(test_set)} test images")
     model = mask_rcnn(config.backbone, train_set.categories, min_size=config.min_size, max_size=config.max_size)
-    run_dir = new_run_dir(config)
+    run_dir = numbered_run_dir(Path(config.runs) / (config.name or f"mask-rcnn-{Path(config.data).stem}"))
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     log(f"run folder: {run_dir}")
     params = [p for p in model.parameters() if p.requires_grad]
@@ -178,25 +178,8 @@ def is_mask_rcnn_checkpoint(path: str | os.PathLike) -> bool:
 
 def load_mask_rcnn(path: str | os.PathLike) -> MaskRCNN:
     """A Mask R-CNN from a run folder (its ``best.pt``) or checkpoint, in eval mode."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
-    state = load_torch_file(path, trusted=False)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a cnnkit Mask R-CNN checkpoint")
+    state, _ = read_run_checkpoint(path, FORMAT, "Mask R-CNN")
     config = MaskRCNNConfig(**state["config"])
     model = mask_rcnn(config.backbone, state["categories"], min_size=config.min_size, max_size=config.max_size)
     model.load_state_dict(state["model"])
     return model.eval()
-
-
-def new_run_dir(config: MaskRCNNConfig) -> Path:
-    base = Path(config.runs) / (config.name or f"mask-rcnn-{Path(config.data).stem}")
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path

@@ -26,8 +26,7 @@ from cnnkit.detection.coco import read_coco
 from cnnkit.detection.dataset import DetectionDataset, check_categories, iterate
 from cnnkit.detection.metrics import coco_map, voc_ap
 from cnnkit.files import atomic_write
-from cnnkit.models.weights import load_torch_file
-from cnnkit.train.checkpoint import save_checkpoint
+from cnnkit.train.checkpoint import numbered_run_dir, read_run_checkpoint, save_checkpoint
 
 METHODS = ("faster-rcnn", "fast-rcnn", "rcnn")
 FORMAT = "cnnkit-detection-1"
@@ -153,7 +152,7 @@ def train_detector(config: DetectionConfig | None = None, log=print) -> dict:
         from cnnkit.detection.pretrain import pretrain_backbone
 
         pretrain_backbone(model.backbone, config.pretrain_steps, seed=config.seed, log=log)
-    run_dir = new_run_dir(config)
+    run_dir = numbered_run_dir(Path(config.runs) / (config.name or f"{config.method}-{Path(config.data).stem}"))
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     log(f"run folder: {run_dir}")
     if config.method == "rcnn":
@@ -264,26 +263,9 @@ def _save(path: Path, config, model, optimizer, epoch: int, step: int, history: 
 def load_detector(path: str | os.PathLike):
     """A detector from a run folder (its ``best.pt``) or a checkpoint written by `train_detector`,
     in eval mode. Raises FileNotFoundError or ValueError naming the file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
-    state = load_torch_file(path, trusted=False)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a cnnkit detection checkpoint; for torchvision weights use "
-                         "--weights with the resnet50-fpn backbone")
+    state, _ = read_run_checkpoint(path, FORMAT, "detection",
+                                   "; for torchvision weights use --weights with the resnet50-fpn backbone")
     config = DetectionConfig(**state["config"])
     model = build_detector(config.method, config.backbone, state["categories"], config.min_size, config.max_size)
     model.load_state_dict(state["model"])
     return model.eval()
-
-
-def new_run_dir(config: DetectionConfig) -> Path:
-    base = Path(config.runs) / (config.name or f"{config.method}-{Path(config.data).stem}")
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path

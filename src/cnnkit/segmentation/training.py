@@ -28,12 +28,11 @@ from torch import Tensor, nn
 
 from cnnkit.data.transforms import normalize
 from cnnkit.files import atomic_write
-from cnnkit.models.weights import load_torch_file
 from cnnkit.segmentation.datasets import SegmentationDataset, load_segmentation_data
 from cnnkit.segmentation.fcn import FCN, IMAGENET_MEAN, IMAGENET_STD
 from cnnkit.segmentation.metrics import confusion_matrix, segmentation_scores
 from cnnkit.segmentation.sliding import PatchClassifier, sample_patches, sliding_window_logits
-from cnnkit.train.checkpoint import save_checkpoint
+from cnnkit.train.checkpoint import numbered_run_dir, read_run_checkpoint, save_checkpoint
 
 METHODS = ("fcn", "sliding")
 FORMAT = "cnnkit-segmentation-1"
@@ -149,7 +148,7 @@ def train_segmenter(config: SegmentationConfig | None = None, log=print) -> dict
     model = build_model(config, train_set.num_classes)
     segmenter = Segmenter(model, config.method, train_set.classes, train_set.palette, config.patch_size,
                           train_set.ignore_index)
-    run_dir = new_run_dir(config)
+    run_dir = numbered_run_dir(Path(config.runs) / (config.name or f"{config.method}-{Path(config.data).stem}"))
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     log(f"run folder: {run_dir}")
     history = _fit(segmenter, config, train_set, val_set, run_dir, log)
@@ -264,26 +263,9 @@ def _save(path: Path, config, segmenter: Segmenter, optimizer, epoch: int, step:
 def load_segmenter(path: str | os.PathLike) -> Segmenter:
     """A `Segmenter` from a run folder (its ``best.pt``) or a checkpoint of `train_segmenter`, read
     with ``weights_only=True``. Raises FileNotFoundError or ValueError naming the file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
-    state = load_torch_file(path, trusted=False)
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a cnnkit segmentation checkpoint")
+    state, _ = read_run_checkpoint(path, FORMAT, "segmentation")
     config = SegmentationConfig(**state["config"])
     model = build_model(config, len(state["classes"]))
     model.load_state_dict(state["model"])
     return Segmenter(model.eval(), config.method, list(state["classes"]), [tuple(c) for c in state["palette"]],
                      config.patch_size, int(state["ignore_index"]))
-
-
-def new_run_dir(config: SegmentationConfig) -> Path:
-    base = Path(config.runs) / (config.name or f"{config.method}-{Path(config.data).stem}")
-    path, n = base, 1
-    while path.exists():
-        n += 1
-        path = base.with_name(f"{base.name}-{n}")
-    path.mkdir(parents=True)
-    return path

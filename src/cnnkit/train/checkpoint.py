@@ -109,3 +109,32 @@ def load_latest(run_dir: str | os.PathLike, warn=print) -> tuple[dict, Path]:
     if errors:
         raise CorruptCheckpointError("; ".join(errors) + "; no good checkpoint left to resume from")
     raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from (expected {LAST} or {PREVIOUS})")
+
+
+def numbered_run_dir(base: str | os.PathLike) -> Path:
+    """Create and return the folder ``base``, or the first free ``base-2``, ``base-3``… beside it."""
+    base = Path(base)
+    path, number = base, 1
+    while path.exists():
+        number += 1
+        path = base.with_name(f"{base.name}-{number}")
+    path.mkdir(parents=True)
+    return path
+
+
+def read_run_checkpoint(path: str | os.PathLike, format: str, what: str, hint: str = "") -> tuple[dict, Path]:
+    """The state of a run folder's ``best.pt`` or of a checkpoint file, read with
+    ``weights_only=True``, and the file it came from; its ``format`` field must equal ``format``.
+
+    Raises FileNotFoundError for a missing checkpoint and ValueError naming the file when it is
+    not a cnnkit ``what`` checkpoint (``hint`` is appended to that message).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
+    state = load_torch_file(path, trusted=False)
+    if not isinstance(state, dict) or state.get("format") != format:
+        raise ValueError(f"{path}: not a cnnkit {what} checkpoint{hint}")
+    return state, path
