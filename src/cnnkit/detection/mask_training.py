@@ -25,8 +25,7 @@ from cnnkit.detection.dataset import DetectionDataset, check_categories, iterate
 from cnnkit.detection.mask_metrics import coco_mask_map
 from cnnkit.detection.mask_rcnn import MaskRCNN, mask_rcnn
 from cnnkit.files import atomic_write
-from cnnkit.models.weights import load_torch_file
-from cnnkit.train.checkpoint import numbered_run_dir, read_run_checkpoint, save_checkpoint
+from cnnkit.train.checkpoint import holds_checkpoint, numbered_run_dir, read_run_checkpoint, save_checkpoint
 
 FORMAT = "cnnkit-mask-rcnn-1"
 
@@ -166,14 +165,10 @@ def _save(path: Path, config, model, optimizer, epoch: int, step: int, history: 
 def is_mask_rcnn_checkpoint(path: str | os.PathLike) -> bool:
     """Whether ``path`` (a run folder or checkpoint) holds a Mask R-CNN of `train_mask_rcnn`."""
     path = Path(path)
-    path = path / "best.pt" if path.is_dir() else path
-    if not path.is_file() or path.suffix == ".safetensors":
-        return False
     try:
-        state = load_torch_file(path, trusted=False)
+        return holds_checkpoint(path / "best.pt" if path.is_dir() else path, FORMAT)
     except ValueError:
         return False
-    return isinstance(state, dict) and state.get("format") == FORMAT
 
 
 def load_mask_rcnn(path: str | os.PathLike) -> MaskRCNN:

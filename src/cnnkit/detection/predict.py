@@ -23,15 +23,12 @@ from cnnkit.files import atomic_write
 def open_detector(path: str | os.PathLike, min_size: int | None = None, max_size: int | None = None):
     """A detector in eval mode from a run folder, a detection checkpoint or torchvision weights."""
     from cnnkit.detection.training import FORMAT, load_detector
-    from cnnkit.models.weights import load_torch_file, read_state_dict
+    from cnnkit.models.weights import read_state_dict
+    from cnnkit.train.checkpoint import holds_checkpoint
 
     path = Path(path)
-    if path.is_dir() or not path.exists():
+    if path.is_dir() or not path.exists() or holds_checkpoint(path, FORMAT):
         return load_detector(path)
-    if path.suffix != ".safetensors":
-        state = load_torch_file(path, trusted=False)
-        if isinstance(state, dict) and state.get("format") == FORMAT:
-            return load_detector(path)
     from cnnkit.detection.faster_rcnn import fasterrcnn_resnet50_fpn
     from cnnkit.detection.weights import load_detector_weights
 

@@ -27,15 +27,12 @@ from cnnkit.segmentation.training import FORMAT, Segmenter, load_segmenter
 def open_segmenter(path: str | os.PathLike) -> Segmenter:
     """A `Segmenter` from a run folder, a segmentation checkpoint or ``fcn_resnet50`` weights.
     Raises FileNotFoundError for a missing path and ValueError for a file that is neither."""
-    from cnnkit.models.weights import load_torch_file, read_state_dict
+    from cnnkit.models.weights import read_state_dict
+    from cnnkit.train.checkpoint import holds_checkpoint
 
     path = Path(path)
-    if path.is_dir() or not path.exists():
+    if path.is_dir() or not path.exists() or holds_checkpoint(path, FORMAT):
         return load_segmenter(path)
-    if path.suffix != ".safetensors":
-        state = load_torch_file(path, trusted=False)
-        if isinstance(state, dict) and state.get("format") == FORMAT:
-            return load_segmenter(path)
     from cnnkit.segmentation.fcn import fcn_resnet50
 
     state, _ = read_state_dict(path)

@@ -138,3 +138,15 @@ def read_run_checkpoint(path: str | os.PathLike, format: str, what: str, hint: s
     if not isinstance(state, dict) or state.get("format") != format:
         raise ValueError(f"{path}: not a cnnkit {what} checkpoint{hint}")
     return state, path
+
+
+def holds_checkpoint(path: str | os.PathLike, format: str) -> bool:
+    """Whether the file ``path`` (not safetensors) is a checkpoint whose ``format`` field is ``format``.
+
+    Read with ``weights_only=True``; a corrupt file raises as in `load_torch_file`.
+    """
+    path = Path(path)
+    if not path.is_file() or path.suffix == ".safetensors":
+        return False
+    state = load_torch_file(path, trusted=False)
+    return isinstance(state, dict) and state.get("format") == format
