@@ -18,13 +18,14 @@ from cnnkit.cli import models as models_commands
 from cnnkit.cli import ops as ops_commands
 from cnnkit.cli import segment as segment_commands
 from cnnkit.cli import style as style_commands
+from cnnkit.cli import tour as tour_commands
 from cnnkit.cli import train as train_commands
 from cnnkit.cli import transfer as transfer_commands
 from cnnkit.cli import visualize as visualize_commands
 
 COMMAND_GROUPS = [
     ops_commands, models_commands, train_commands, transfer_commands, detect_commands, segment_commands,
-    visualize_commands, style_commands,
+    visualize_commands, style_commands, tour_commands,
 ]
 
 
