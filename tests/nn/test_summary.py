@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnkit.nn import LENET_DESCRIPTION, build_network, summarize
+from cnnkit.nn import LENET_DESCRIPTION, build_network, depth, summarize
 
 # torchvision's model documentation, "GFLOPS" column at 224×224 (a multiply-add counted once).
 PUBLISHED_GMACS = {"alexnet": 0.714, "resnet18": 1.81, "resnet50": 4.09, "googlenet": 1.50}
@@ -232,3 +232,15 @@ def test_table_and_dict_renderings():
         "jump": [1, 1],
     }
     assert sum(layer["multiply_adds"] for layer in data["layers"]) == data["multiply_adds"] == math.prod((28, 28, 25, 6)) + 240_000 + 58_920
+
+
+@pytest.mark.parametrize("name, expected", [("alexnet", 8), ("vgg16", 16), ("googlenet", 22), ("resnet18", 18),
+                                            ("resnet50", 50), ("resnet20", 20)])
+def test_depth_counts_weighted_layers_on_the_longest_path_as_the_papers_do(name, expected):
+    from cnnkit.models import create_model
+
+    assert depth(create_model(name).eval()) == expected
+
+
+def test_depth_of_a_description_is_its_conv_and_fc_stages():
+    assert depth(build_network(LENET_DESCRIPTION)) == 5

@@ -3,4 +3,4 @@
 from cnnkit.nn.blocks import BasicBlock, Bottleneck, CifarBasicBlock, ConvBNReLU, Inception, ZeroPadShortcut
 from cnnkit.nn.description import GRAMMAR, LENET_DESCRIPTION, DescriptionError, build_network, describe, parse_description
 from cnnkit.nn.layers import ACTIVATIONS, ConvBlock, FullyConnectedBlock, activation_layer, pooling_layer
-from cnnkit.nn.summary import LayerSummary, Summary, summarize
+from cnnkit.nn.summary import LayerSummary, Summary, depth, summarize

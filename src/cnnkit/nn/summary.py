@@ -328,3 +328,25 @@ def _field_after(module: nn.Module, field: Field | None, source: Tensor, output:
         fields.append(r + (step.receptive_field - 1) * j)
         jumps.append(j * step.jump)
     return tuple(fields), tuple(jumps)
+
+
+def depth(model: nn.Module) -> int:
+    """Weighted layers (convolutions and fully connected) on the longest path from input to output.
+
+    This is how the papers count depth: AlexNet 8, VGG-16 16, GoogLeNet 22 (an Inception module
+    is two deep: a 1×1 reduction, then its 3×3 or 5×5), ResNet-50 50 (shortcut projections lie on
+    a shorter path). The model is traced with ``torch.fx`` in its current mode (call ``eval()``
+    to leave training-only branches out); raises ``torch.fx`` 's error for a model whose
+    ``forward`` branches on tensor values.
+    """
+    import torch.fx
+
+    graph = torch.fx.symbolic_trace(model).graph
+    modules = dict(model.named_modules())
+    longest: dict = {}  # node → weighted layers on the longest path ending there
+    for node in graph.nodes:
+        here = max((longest[source] for source in node.all_input_nodes), default=0)
+        if node.op == "call_module" and isinstance(modules[node.target], (_ConvNd, nn.Linear)):
+            here += 1
+        longest[node] = here
+    return max(longest[node] for node in graph.nodes if node.op == "output")

@@ -11,6 +11,7 @@ import torch
 from cnnkit.data import load_dataset
 from cnnkit.models import create_model
 from cnnkit.nn import build_network, summarize
+from cnnkit.tour.figures import pyplot
 from cnnkit.tour.section import Section, TourContext
 from cnnkit.train import TrainConfig, load_trained, train
 from cnnkit.train.figures import confusion_matrix_figure, learning_curves_figure
@@ -80,14 +81,12 @@ def run(section: Section, context: TourContext) -> None:
 
 def _predictions_figure(trained, dataset, path: Path, count: int = 32) -> None:
     """A grid of the first ``count`` test digits titled with the predicted class (red when wrong)."""
-    from cnnkit.train.figures import _pyplot
-
     images = torch.stack([dataset.test[i][0] for i in range(count)])  # (N, 1, 28, 28)
     labels = [int(dataset.test[i][1]) for i in range(count)]
     mean, std = torch.tensor(trained.mean).view(1, -1, 1, 1), torch.tensor(trained.std).view(1, -1, 1, 1)
     with torch.no_grad():
         predicted = trained.model((images - mean) / std).argmax(1).tolist()
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(4, count // 4, figsize=(count // 4 * 0.9, 4 * 1.0), layout="constrained")
     for axis, image, label, guess in zip(axes.flat, images, labels, predicted):
         axis.imshow(image[0], cmap="gray_r")
