@@ -120,13 +120,13 @@ def _filters_figure(photo, path) -> None:
     for axis, (title, image, k) in zip(axes.flat, panels):
         signed = image.min() < 0
         scale = float(image.abs().max()) if signed else 1.0
-        axis.imshow(image[0], cmap="gray" if not signed else "RdBu_r", vmin=-scale if signed else 0, vmax=scale)
+        axis.imshow(image[0].numpy(), cmap="gray" if not signed else "RdBu_r", vmin=-scale if signed else 0, vmax=scale)
         axis.set_title(title)
         axis.axis("off")
         if k is not None:
             inset = axis.inset_axes((0.0, 0.0, 0.25, 0.25))
             peak = float(k.abs().max())
-            inset.imshow(k, cmap="RdBu_r", vmin=-peak, vmax=peak)
+            inset.imshow(k.numpy(), cmap="RdBu_r", vmin=-peak, vmax=peak)
             inset.set_xticks([])
             inset.set_yticks([])
     figure.suptitle("classic kernels (inset, red positive, blue negative) and their outputs")
@@ -141,7 +141,7 @@ def _pooling_figure(photo, path) -> None:
               ("L2 pool / 2 → 32×32", l2_pool(crop, 2) / 2)]
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.8), layout="constrained")
     for axis, (title, image) in zip(axes, panels):
-        axis.imshow(image[0, 0], cmap="gray", vmin=0, vmax=1)
+        axis.imshow(image[0, 0].numpy(), cmap="gray", vmin=0, vmax=1)
         axis.set_title(title)
         axis.axis("off")
     figure.savefig(path, dpi=80)
@@ -152,7 +152,7 @@ def _matrix_figure(matrix, path) -> None:
     plt = pyplot()
     dense = matrix.to_dense()
     figure, axis = plt.subplots(figsize=(7.5, 7), layout="constrained")
-    shown = axis.imshow(dense.masked_fill(dense == 0, float("nan")), cmap="viridis")
+    shown = axis.imshow(dense.masked_fill(dense == 0, float("nan")).numpy(), cmap="viridis")
     figure.colorbar(shown, ax=axis, label="kernel weight k(u, v)", shrink=0.8)
     axis.set_xlabel("input pixel (row-major, 6×6 = 36)")
     axis.set_ylabel("output pixel (row-major)")

@@ -89,7 +89,7 @@ def _predictions_figure(trained, dataset, path: Path, count: int = 32) -> None:
     plt = pyplot()
     figure, axes = plt.subplots(4, count // 4, figsize=(count // 4 * 0.9, 4 * 1.0), layout="constrained")
     for axis, image, label, guess in zip(axes.flat, images, labels, predicted):
-        axis.imshow(image[0], cmap="gray_r")
+        axis.imshow(image[0].numpy(), cmap="gray_r")
         axis.set_title(dataset.classes[guess], color="black" if guess == label else "red", fontsize=10)
         axis.axis("off")
     figure.suptitle("test digits, predicted class above each")
