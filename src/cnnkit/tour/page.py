@@ -20,15 +20,15 @@ from cnnkit.tour.section import Section, TourContext
 STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-top: 0; }
-nav ol { columns: 2; } nav .failed a, .error { color: #b00020; }
+nav ul { columns: 2; list-style: none; padding-left: 0; } nav .failed a, .error { color: #b00020; }
 section { border-top: 1px solid #ddd; margin-top: 2rem; padding-top: 0.5rem; }
 figure { display: inline-block; vertical-align: top; margin: 0.5rem 1rem 1rem 0; max-width: 100%; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9rem; color: #444; max-width: 40rem; }
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
 caption { text-align: left; font-weight: 600; padding-bottom: 0.3rem; }
-th, td { border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.2rem 0.6rem; text-align: left; }
+td.number { text-align: right; white-space: nowrap; }
 pre { background: #f6f6f6; padding: 0.6rem; overflow-x: auto; }
 .error { border-left: 4px solid #b00020; padding-left: 0.8rem; }
 .time { color: #666; font-weight: normal; font-size: 1rem; }
@@ -72,7 +72,7 @@ def _html(sections: list[Section], context: TourContext, seconds: float) -> str:
 <p class="meta">{mode}, {when}: {seconds:.0f} s on {html.escape(cpu_name())} ({torch.get_num_threads()} threads),
 cnnkit {__version__}, PyTorch {torch.__version__}, Python {platform.python_version()}.
 Everything below was computed on built-in data by <code>cnnkit tour{' --quick' if context.quick else ''}</code>.</p>
-<nav><ol>{contents}</ol></nav>
+<nav><ul>{contents}</ul></nav>
 {body}
 </body></html>
 """
@@ -84,7 +84,7 @@ def _section_html(section: Section) -> str:
     parts += [f"<p>{_inline(text)}</p>" for text in section.paragraphs]
     for table in section.tables:
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in table.headers)
-        rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in table.rows)
+        rows = "".join("<tr>" + "".join(_cell(value) for value in row) + "</tr>" for row in table.rows)
         parts.append(f"<table><caption>{html.escape(table.caption)}</caption><tr>{head}</tr>{rows}</table>")
     for figure in section.figures:
         if figure.path.is_file():
@@ -98,6 +98,13 @@ def _section_html(section: Section) -> str:
     parts.append("<p>Reproduce:</p><pre>" + html.escape("\n".join(commands)) + "</pre>")
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _cell(value) -> str:
+    """A table cell; numbers (and figures such as "61.1 M" or "97 %") are right-aligned."""
+    text = str(value)
+    number = re.fullmatch(r"[-+]?[\d.,]+(e[-+]?\d+)?( ?[%×a-zA-Z]{1,3})?", text) is not None
+    return f'<td class="number">{html.escape(text)}</td>' if number else f"<td>{html.escape(text)}</td>"
 
 
 def _inline(text: str) -> str:
