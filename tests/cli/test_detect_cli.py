@@ -27,6 +27,12 @@ def test_train_writes_a_run_folder(run, capsys):
     assert "val_map" in report["history"][0] and "val_loss" in report["history"][0]
 
 
+def test_train_starts_from_another_run(run, tmp_path, capsys):
+    assert main(["detect", "train", *SMALL, "--runs", str(tmp_path), "--name", "next", "--init-from", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "initialised from" in out and "pre-trained" not in out
+
+
 def test_evaluate_prints_coco_and_voc_figures(run, capsys):
     assert main(["detect", "evaluate", str(run), "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)

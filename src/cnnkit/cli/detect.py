@@ -15,6 +15,7 @@ examples:
   cnnkit detect train                                   # Faster R-CNN on built-in digit scenes, a few minutes
   cnnkit detect train --method fast-rcnn --epochs 6     # selective search + RoI max pooling
   cnnkit detect train --method rcnn --train-images 150  # warped regions, SVMs, box regression
+  cnnkit detect train --init-from runs/fast-rcnn-digit-scenes  # Faster R-CNN: Fast R-CNN's layers plus an RPN
   cnnkit detect train --data coco/annotations/instances_train.json --images coco/train \\
       --backbone resnet18-c4 --min-size 512 --max-size 800 --lenient
 
@@ -114,7 +115,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--images", dest="image_dir", help="image folder of a COCO --data (default: found beside it)")
     parser.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone, help="(default: %(default)s)")
     for name, kind, text in (("epochs", int, "passes over the training images"), ("batch_size", int, "images per step"),
-                             ("lr", float, "peak learning rate of SGD"), ("patience", int,
+                             ("lr", float, "peak learning rate of SGD"),
+                             ("warmup_steps", int, "steps of linear learning-rate warm-up"), ("patience", int,
                               "stop after this many epochs without a better validation mAP; 0: never"),
                              ("train_images", int, "use only this many training images"),
                              ("val_images", int, "validation images of digit scenes"),
@@ -126,6 +128,9 @@ def add_commands(subparsers) -> None:
                              ("seed", int, "seed of data, splits and initialisation")):
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
                             help=f"{text} (default: %(default)s)")
+    parser.add_argument("--init-from", metavar="RUN", help="start from another detection run's weights of the same "
+                        "name and shape (R-CNN → Fast R-CNN: backbone and fc6-fc7; Fast → Faster: all but the RPN) "
+                        "instead of pre-training")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
                         help="random rescale and crop that keep boxes right (default: %(default)s)")
     parser.add_argument("--lenient", action="store_true", help="drop bad COCO annotations and list them instead of failing")

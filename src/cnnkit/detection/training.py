@@ -62,6 +62,7 @@ class DetectionConfig:
     patience: int = 3
     augment: bool = True
     pretrain_steps: int = 300
+    init_from: str | None = None
     train_images: int | None = None
     val_images: int | None = None
     test_images: int | None = None
@@ -148,7 +149,11 @@ def train_detector(config: DetectionConfig | None = None, log=print) -> dict:
         log(f"  dropped/noted: {problem}")
     model = build_detector(config.method, config.backbone, train_set.categories, config.min_size, config.max_size)
     check_categories(val_set, model.categories)
-    if config.pretrain_steps and config.data == "digit-scenes" and hasattr(model.backbone, "out_channels"):
+    if config.init_from:
+        copied = initialise_from(model, config.init_from)
+        log(f"initialised from {config.init_from}: {len(copied)} tensors "
+            f"({', '.join(sorted({name.split('.')[0] for name in copied}))})")
+    elif config.pretrain_steps and config.data == "digit-scenes" and hasattr(model.backbone, "out_channels"):
         from cnnkit.detection.pretrain import pretrain_backbone
 
         pretrain_backbone(model.backbone, config.pretrain_steps, seed=config.seed, log=log)
@@ -258,6 +263,27 @@ def _save(path: Path, config, model, optimizer, epoch: int, step: int, history: 
              "model": model.state_dict(), "optimizer": optimizer.state_dict() if optimizer else {},
              "epoch": epoch, "batch": 0, "step": step, "history": history}
     save_checkpoint(state, path, keep_previous=path.name == "last.pt")
+
+
+def initialise_from(model, path: str | os.PathLike) -> list[str]:
+    """Copy into ``model`` every tensor of another detection run's checkpoint (a run folder or its
+    ``best.pt``) with the same name and shape, names compared without ``roi_heads.``: R-CNN keeps
+    its fc6-fc7 ``box_head`` at the top level, Fast and Faster R-CNN inside ``roi_heads``. So
+    R-CNN → Fast R-CNN shares the backbone and fc6-fc7, Fast → Faster R-CNN everything but the
+    RPN (the papers' shared convolutional layers). Returns the model's names copied; raises
+    ValueError when the categories differ or nothing matches."""
+    state, path = read_run_checkpoint(path, FORMAT, "detection")
+    if list(state["categories"]) != list(model.categories):
+        raise ValueError(f"{path}: trained on categories {state['categories']}, this model has {model.categories}; "
+                         "initialise from a run on the same categories")
+    theirs = {name.removeprefix("roi_heads."): tensor for name, tensor in state["model"].items()}
+    copied = {name: theirs[name.removeprefix("roi_heads.")] for name, tensor in model.state_dict().items()
+              if getattr(theirs.get(name.removeprefix("roi_heads.")), "shape", None) == tensor.shape}
+    if not copied:
+        raise ValueError(f"{path}: no tensor matches this {type(model).__name__} by name and shape "
+                         "(is the backbone the same?)")
+    model.load_state_dict(copied, strict=False)
+    return sorted(copied)
 
 
 def load_detector(path: str | os.PathLike):
