@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnkit.cli import style as style_commands
+import cnnkit.style.samples
 from cnnkit.cli.main import main
 from cnnkit.data import read_image
 
@@ -22,7 +22,7 @@ def pair(tmp_path):
 
 def test_without_images_uses_the_built_in_pair_and_says_weights_are_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(style_commands, "SHARED_STYLE_IMAGES", tmp_path / "absent")
+    monkeypatch.setattr(cnnkit.style.samples, "SHARED_STYLE_IMAGES", tmp_path / "absent")
     assert main(["stylize", "--size", "32", "--steps", "2", "--scales", "1"]) == 0
     captured = capsys.readouterr()
     assert "sample:astronaut in the style of sample:immunohistochemistry" in captured.out

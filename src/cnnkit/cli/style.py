@@ -7,15 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from cnnkit.data import read_image, sample_image, save_image
+from cnnkit.data import read_image, save_image
 from cnnkit.style import WEIGHTS_HINT, StyleConfig, style_features, stylize as run_stylize
+from cnnkit.style.samples import sample_pair
 from cnnkit.style.transfer import PRECISIONS
-
-SHARED_STYLE_IMAGES = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "style-images"
-"""``../shared/data/style-images`` beside a source checkout: the classic Tübingen photo and paintings."""
 
 EXAMPLES = """\
 examples:
@@ -38,22 +33,11 @@ style-weight x style + tv-weight x total variation.
 """
 
 
-def _default_pair() -> tuple[torch.Tensor, str, torch.Tensor, str]:
-    """Tübingen and Starry Night from ../shared/data when present, else scikit-image's astronaut and a stained-tissue texture."""
-    content_path, style_path = SHARED_STYLE_IMAGES / "tubingen.jpg", SHARED_STYLE_IMAGES / "starry_night.jpg"
-    if content_path.is_file() and style_path.is_file():
-        return read_image(content_path, gray=False), str(content_path), read_image(style_path, gray=False), str(style_path)
-    import skimage.data
-
-    texture = torch.from_numpy(skimage.data.immunohistochemistry().astype(np.float32) / 255).permute(2, 0, 1).contiguous()
-    return sample_image("astronaut"), "sample:astronaut", texture, "sample:immunohistochemistry"
-
-
 def stylize(args) -> int:
     if (args.content is None) != (args.style is None):
         raise ValueError("give both CONTENT and STYLE images, or neither for the built-in pair")
     if args.content is None:
-        content, content_name, style, style_name = _default_pair()
+        content, content_name, style, style_name = sample_pair()
     else:
         content, content_name = read_image(args.content, gray=False), str(args.content)
         style, style_name = read_image(args.style, gray=False), str(args.style)

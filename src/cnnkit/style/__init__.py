@@ -3,6 +3,7 @@
 - :mod:`~cnnkit.style.losses`: ``gram_matrix``, ``content_loss``, ``style_loss``, ``total_variation``.
 - :mod:`~cnnkit.style.colour`: YIQ conversion and luminance-only transfer (colour preservation).
 - :mod:`~cnnkit.style.transfer`: ``StyleFeatures``, ``style_features``, ``StyleConfig``, ``stylize``.
+- :mod:`~cnnkit.style.samples`: ``sample_pair``, the photo and painting used when none is given.
 """
 
 from cnnkit.style.colour import combine_luminance, luminance, match_luminance, rgb_to_yiq, yiq_to_rgb

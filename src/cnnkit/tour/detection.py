@@ -9,6 +9,7 @@ the test split's figure from each run's report.
 
 from __future__ import annotations
 
+import os
 import shlex
 import statistics
 import time
@@ -58,8 +59,8 @@ def run(section: Section, context: TourContext) -> None:
                                  runs=str(context.runs_dir), name=method, init_from=previous)
         reports[method] = train_detector(config, log=lambda line: None)
         previous = reports[method]["run_dir"]
-        section.command(_train_command(config))
-    section.command(f"cnnkit detect evaluate {shlex.quote(reports['faster-rcnn']['run_dir'])}")
+        section.command(_train_command(config, context.out_dir))
+    section.command(f"cnnkit detect evaluate {shlex.quote(os.path.relpath(reports['faster-rcnn']['run_dir'], context.out_dir))}")
 
     models = {method: load_detector(report["run_dir"]) for method, report in reports.items()}
     scenes = digit_scenes("test", TIMED_SCENES[quick], seed=context.seed)
@@ -109,14 +110,15 @@ def run(section: Section, context: TourContext) -> None:
         f"included: {ms['rcnn'] / ms['faster-rcnn']:.1f}× faster than R-CNN.")
 
 
-def _train_command(config: DetectionConfig) -> str:
+def _train_command(config: DetectionConfig, root) -> str:
+    """The ``cnnkit detect train`` line for ``config``, its paths relative to the tour folder ``root``."""
     defaults = DetectionConfig()
     words = ["cnnkit", "detect", "train"]
     for name in ("method", "train_images", "val_images", "test_images", "epochs", "batch_size", "lr", "warmup_steps",
                  "pretrain_steps", "patience", "seed", "init_from", "runs", "name"):
         value = getattr(config, name)
         if value != getattr(defaults, name) and not (name == "pretrain_steps" and config.init_from):
-            words += ["--" + name.replace("_", "-"), str(value)]
+            words += ["--" + name.replace("_", "-"), os.path.relpath(value, root) if name in ("runs", "init_from") else str(value)]
     return shlex.join(words)
 
 

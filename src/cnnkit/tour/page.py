@@ -94,8 +94,9 @@ def _section_html(section: Section) -> str:
     if section.error:
         parts.append(f'<div class="error"><p><strong>This stage failed:</strong> {html.escape(section.error)}</p>'
                      f"<details><summary>traceback</summary><pre>{html.escape(section.details or '')}</pre></details></div>")
-    commands = [f"cnnkit tour --stages {section.number}", *section.commands]
-    parts.append("<p>Reproduce:</p><pre>" + html.escape("\n".join(commands)) + "</pre>")
+    parts.append(f"<p>Reproduce the stage with <code>cnnkit tour --stages {section.number}</code>"
+                 + ("; its parts with these commands, run inside the tour folder (they use its <code>runs/</code>):</p><pre>"
+                    + html.escape("\n".join(section.commands)) + "</pre>" if section.commands else ".</p>"))
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from cnnkit.cli.style import _default_pair as default_pair
 from cnnkit.style import STYLE_LAYERS, WEIGHTS_HINT, StyleConfig, gram_matrix, resize_to, style_features, stylize
+from cnnkit.style.samples import sample_pair
 from cnnkit.tour.figures import pyplot
 from cnnkit.tour.section import Section, TourContext
 
@@ -15,7 +15,7 @@ SNAPSHOTS = 5  # images shown along the optimisation, the last one the result
 
 
 def run(section: Section, context: TourContext) -> None:
-    content, content_name, style, style_name = default_pair()  # (3, H, W) and (3, H', W') in [0, 1]
+    content, content_name, style, style_name = sample_pair()  # (3, H, W) and (3, H', W') in [0, 1]
     config = (StyleConfig(size=96, steps=20, scales=1, seed=context.seed) if context.quick
               else StyleConfig(size=256, steps=30, scales=2, seed=context.seed))
     features = style_features(context.vgg19_weights, (config.content_layer, *config.style_layers), config.pooling, config.seed)
