@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,13 @@ def torchrun(out: Path, epochs: int, kill_at: int = 0, restarts: int = 0) -> sub
                f"--max-restarts={restarts}", str(WORKER), str(out), str(epochs), str(kill_at)]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=60 if restarts else 240, env=environment)
+        if result.returncode != 0 and not restarts and "terminate called without an active exception" in result.stderr:
+            # Seen once in a full suite: a worker that had finished and written its results aborted
+            # in torch's C++ teardown at interpreter exit (a known class of c10d/gloo shutdown
+            # bugs, pytorch#90848); the run is repeated once from scratch.
+            shutil.rmtree(out)
+            out.mkdir()
+            result = subprocess.run(command, capture_output=True, text=True, timeout=240, env=environment)
     except subprocess.TimeoutExpired:
         if not restarts:
             raise

@@ -55,6 +55,12 @@ def run(section: Section, context: TourContext) -> None:
 
     small = torch.arange(1.0, 10.0).view(3, 3)  # nine distinct weights
     matrix = convolution_matrix(small, (6, 6), padding=1)  # (36, 36) sparse
+    nonzero = matrix.coalesce().values().count_nonzero().item()
+    section.say(
+        f"Written as a matrix acting on the flattened image, the convolution is {nonzero} non-zeros out of "
+        f"{matrix.shape[0] * matrix.shape[1]} entries (sparse connectivity: each output sees 3×3 inputs), and "
+        "those non-zeros are the same 9 numbers repeated on every row (parameter sharing)."
+    )
     _matrix_figure(matrix, section.figure("matrix", "A 3×3 kernel on a 6×6 image (padding 1) as a 36×36 matrix: every row is the kernel, shifted"))
     layers = [("3×3, 3→64 at 224×224 (VGG conv1_1)", torch.ones(64, 3, 3, 3), (224, 224)),
               ("3×3, 64→64 at 56×56 (ResNet conv2)", torch.ones(64, 64, 3, 3), (56, 56)),
@@ -67,12 +73,6 @@ def run(section: Section, context: TourContext) -> None:
     section.table("Sparse connectivity and parameter sharing: a fully connected layer between the same input and output "
                   "would need the dense count of weights", ["layer", "dense weights", "connections", "sparsity",
                   "parameters", "uses per parameter"], rows)
-    nonzero = matrix.coalesce().values().count_nonzero().item()
-    section.say(
-        f"Written as a matrix acting on the flattened image, the convolution is {nonzero} non-zeros out of "
-        f"{matrix.shape[0] * matrix.shape[1]} entries (sparse connectivity: each output sees 3×3 inputs), and "
-        "those non-zeros are the same 9 numbers repeated on every row (parameter sharing)."
-    )
 
     torch.manual_seed(context.seed)
     layer = torch.nn.Conv2d(1, 8, 5, padding=2, padding_mode="circular")
@@ -85,15 +85,15 @@ def run(section: Section, context: TourContext) -> None:
         ["conv 3×3 stride 2, shift (1, 0)", "change (half a pixel of output: no whole shift matches)", _odd_shift_error(strided, image)],
         ["conv + ReLU + global max pool, shift (13, 29)", "invariance", invariance_error(pooled, image, (13, 29))],
     ]
-    section.table("Translation equivariance measured: ‖f(shift(x)) − shift(f(x))‖ / ‖f(x)‖ (equivariance) and "
-                  "‖f(shift(x)) − f(x)‖ / ‖f(x)‖ (invariance) on the camera photo, random kernels, circular padding",
-                  ["layer and shift", "measures", "relative error"], [[a, b, f"{e:.1e}"] for a, b, e in errors])
     section.say(
         f"Shifting the input shifts a convolution's output by the same amount: the relative error is "
         f"{errors[0][2]:.1g} (rounding at most). With stride 2 this holds only for even shifts; a one-pixel shift "
         f"changes the output by {errors[2][2]:.0%}. Global max pooling on top makes the response invariant to the "
         f"shift (error {errors[3][2]:.1g})."
     )
+    section.table("Translation equivariance measured: ‖f(shift(x)) − shift(f(x))‖ / ‖f(x)‖ (equivariance) and "
+                  "‖f(shift(x)) − f(x)‖ / ‖f(x)‖ (invariance) on the camera photo, random kernels, circular padding",
+                  ["layer and shift", "measures", "relative error"], [[a, b, f"{e:.1e}"] for a, b, e in errors])
     section.metrics.update(equivariance_error=errors[0][2], odd_shift_error=errors[2][2], invariance_error=errors[3][2],
                            matrix_nonzeros=nonzero)
     section.command("cnnkit convolve --sample camera --kernel sobel-x -o sobel.png")

@@ -59,13 +59,8 @@ def run(section: Section, context: TourContext) -> None:
     run_dir = trained_network(context)
     trained = load_trained(run_dir)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    learning_curves_figure(records, section.figure("learning-curves", "Loss and accuracy per epoch, training and validation"),
-                           title="sample_net on digits")
     dataset = load_dataset("digits")
     scores = evaluate(trained.model, dataset.test, mean=dataset.mean, std=dataset.std, num_classes=dataset.num_classes)
-    confusion_matrix_figure(scores["confusion_matrix"], dataset.classes,
-                            section.figure("confusion", "Confusion matrix on the held-out test digits"), title="test digits")
-    _predictions_figure(trained, dataset, section.figure("predictions", "Test digits with the network's answers; mistakes in red"))
     epochs = trained.config.epochs
     section.say(
         f"Trained with SGD (momentum 0.9, cosine schedule) for {epochs} epochs on {len(dataset.train)} of scikit-learn's "
@@ -73,6 +68,11 @@ def run(section: Section, context: TourContext) -> None:
         f"{scores['count']} held-out test digits correctly. The run folder holds the checkpoints, the "
         "configuration and metrics.jsonl; it can be resumed, evaluated and exported."
     )
+    learning_curves_figure(records, section.figure("learning-curves", "Loss and accuracy per epoch, training and validation"),
+                           title="sample_net on digits")
+    confusion_matrix_figure(scores["confusion_matrix"], dataset.classes,
+                            section.figure("confusion", "Confusion matrix on the held-out test digits"), title="test digits")
+    _predictions_figure(trained, dataset, section.figure("predictions", "Test digits with the network's answers; mistakes in red"))
     section.metrics.update(test_accuracy=scores["top1"], epochs=epochs, run=str(run_dir.relative_to(context.out_dir)))
     section.command(f"cnnkit summary '{SAMPLE_NET}' --input 1x28x28")
     section.command(f"cnnkit train --model sample_net --data digits --epochs {epochs}")

@@ -15,7 +15,7 @@ import torch
 
 from cnnkit import __version__
 from cnnkit.files import atomic_write
-from cnnkit.tour.section import Section, TourContext
+from cnnkit.tour.section import Figure, Section, Table, TourContext
 
 STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -81,16 +81,13 @@ Everything below was computed on built-in data by <code>cnnkit tour{' --quick' i
 def _section_html(section: Section) -> str:
     parts = [f'<section id="stage-{section.number}">',
              f'<h2>{section.number}. {html.escape(section.title)} <span class="time">{section.seconds:.1f} s</span></h2>']
-    parts += [f"<p>{_inline(text)}</p>" for text in section.paragraphs]
-    for table in section.tables:
-        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in table.headers)
-        rows = "".join("<tr>" + "".join(_cell(value) for value in row) + "</tr>" for row in table.rows)
-        parts.append(f"<table><caption>{html.escape(table.caption)}</caption><tr>{head}</tr>{rows}</table>")
-    for figure in section.figures:
-        if figure.path.is_file():
-            data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
-            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(figure.caption)}">'
-                         f"<figcaption>{_inline(figure.caption)}</figcaption></figure>")
+    for kind, index in section.order:
+        if kind == "paragraph":
+            parts.append(f"<p>{_inline(section.paragraphs[index])}</p>")
+        elif kind == "table":
+            parts.append(_table_html(section.tables[index]))
+        elif section.figures[index].path.is_file():  # a figure the stage announced but did not write is left out
+            parts.append(_figure_html(section.figures[index]))
     if section.error:
         parts.append(f'<div class="error"><p><strong>This stage failed:</strong> {html.escape(section.error)}</p>'
                      f"<details><summary>traceback</summary><pre>{html.escape(section.details or '')}</pre></details></div>")
@@ -99,6 +96,18 @@ def _section_html(section: Section) -> str:
                     + html.escape("\n".join(section.commands)) + "</pre>" if section.commands else ".</p>"))
     parts.append("</section>")
     return "\n".join(parts)
+
+
+def _table_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in table.headers)
+    rows = "".join("<tr>" + "".join(_cell(value) for value in row) + "</tr>" for row in table.rows)
+    return f"<table><caption>{html.escape(table.caption)}</caption><tr>{head}</tr>{rows}</table>"
+
+
+def _figure_html(figure: Figure) -> str:
+    data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(figure.caption)}">'
+            f"<figcaption>{_inline(figure.caption)}</figcaption></figure>")
 
 
 def _cell(value) -> str:

@@ -33,7 +33,8 @@ class Table:
 
 @dataclass
 class Section:
-    """One stage's part of the page. ``figures_dir`` is where its PNGs go (``NN-name.png``)."""
+    """One stage's part of the page, shown in the order the stage added its paragraphs, figures
+    and tables. ``figures_dir`` is where its PNGs go (``N-name.png``)."""
 
     number: int
     title: str
@@ -43,12 +44,14 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    order: list[tuple[str, int]] = field(default_factory=list)  # ("paragraph" | "figure" | "table", index), as added
     seconds: float = 0.0
     error: str | None = None  # one line: what went wrong
     details: str | None = None  # the traceback behind it
 
     def say(self, text: str) -> None:
         """Add a paragraph; ``backquoted`` words are shown as code."""
+        self.order.append(("paragraph", len(self.paragraphs)))
         self.paragraphs.append(text)
 
     def figure(self, name: str, caption: str) -> Path:
@@ -57,11 +60,13 @@ class Section:
             raise ValueError(f"figure name {name!r} must be lower-case letters, digits and dashes")
         path = self.figures_dir / f"{self.number}-{name}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.order.append(("figure", len(self.figures)))
         self.figures.append(Figure(path, caption))
         return path
 
     def table(self, caption: str, headers: list[str], rows: list[list]) -> None:
         """Add a table; numbers are shown as given (format them first)."""
+        self.order.append(("table", len(self.tables)))
         self.tables.append(Table(caption, list(headers), [list(row) for row in rows]))
 
     def command(self, line: str) -> None:
