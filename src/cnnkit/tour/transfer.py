@@ -12,6 +12,7 @@ network trained from scratch on the target alone for as many epochs as fine-tuni
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ def run(section: Section, context: TourContext) -> None:
     section.say(
         f"The source here is stage 2's `sample_net`, trained on the handwritten digits. The first target asks a new "
         f"question of the same kind of images: is the digit even or odd ({len(digits.train):,} training images, "
-        f"written to `{parity}` as an image folder). The second is other images altogether: scikit-image's 25×25 "
+        f"written to `{os.path.relpath(parity, context.out_dir)}` in the tour folder as an image folder). The second is other images altogether: scikit-image's 25×25 "
         "face and non-face patches (140 training images), resized to the network's 28×28."
     )
     _samples_figure(digits, faces, section.figure("targets", "The source's digits and the two targets, with their labels"))
@@ -141,8 +142,10 @@ def run(section: Section, context: TourContext) -> None:
         section.metrics[f"{target.key}_test_top1"] = dict(target.test_top1)
     section.metrics["epochs"] = epochs
 
+    source = os.path.relpath(source, context.out_dir)  # commands run inside the tour folder
     for target in targets:
-        data, advice = shlex.quote(target.data), target.advice
+        data = target.data if target.data == "faces" else os.path.relpath(target.data, context.out_dir)
+        data, advice = shlex.quote(data), target.advice
         augmentation = f" --augmentation {target.augmentation}" if target.augmentation else ""
         layer = f" --layer {advice.layer}" if advice.strategy == "intermediate" else ""
         epochs_option = f" --epochs {epochs}{augmentation}" if advice.strategy.startswith("finetune") else ""
