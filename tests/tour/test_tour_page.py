@@ -24,7 +24,7 @@ def chromium():
     """Debian's chromium: found, else installed with apt-get when running as root, else skip saying why."""
     pytest.importorskip("playwright.sync_api", reason="the Python package playwright drives Chromium: pip install -e '.[test]'")
     if find_chromium() is None and shutil.which("apt-get") and os.geteuid() == 0:
-        install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+        install = ["apt-get", "install", "-y", "chromium"]
         if subprocess.run(install, capture_output=True, timeout=900).returncode != 0:
             subprocess.run(["apt-get", "update"], capture_output=True, timeout=600)
             subprocess.run(install, capture_output=True, timeout=900)
