@@ -69,3 +69,20 @@ def test_head_starts_from_the_given_linear_classifier(pretrained, shapes):
         from cnnkit.data import load_dataset
 
         FineTuneTask(pretrained, head=head).build_model(TrainConfig(), load_dataset("faces", image_size=32))
+
+
+def test_top_block_of_a_lenet_trains_its_fully_connected_layers_above_the_last_pooling():
+    """sample_net's stages are its two poolings (no parameters): fine-tuning the top block
+    means everything above the first pooling's output, conv2 staying frozen with one block."""
+    from cnnkit.data import load_dataset
+    from cnnkit.models import create_model
+    from cnnkit.transfer import Pretrained
+
+    digits = load_dataset("digits")
+    source = Pretrained(model=create_model("sample_net").eval(), architecture="sample_net", mean=digits.mean,
+                        std=digits.std, image_size=(28, 28), in_channels=1, classes=None, source="test", fingerprint="0")
+    trained = {}
+    for top in (0, 1, 2):
+        model = FineTuneTask(source, top_blocks=top).build_model(TrainConfig(), load_dataset("digits"))
+        trained[top] = {name.split(".")[0] for name, p in model.named_parameters() if p.requires_grad}
+    assert trained == {0: {"fc3"}, 1: {"fc1", "fc2", "fc3"}, 2: {"conv2", "fc1", "fc2", "fc3"}}

@@ -6,7 +6,7 @@ chosen to sit in different cells of the lecture's table (small/large × similar/
 
 For each target the advisor (`cnnkit.transfer.advise`) reads the table from the data, and each
 strategy is measured: a logistic regression on the classifier's input (linear) or on the
-probe's best layer (intermediate), fine-tuning the top blocks or every layer, and the same
+probe's best layer (intermediate), fine-tuning the top layers or every layer, and the same
 network trained from scratch on the target alone for as many epochs as fine-tuning gets.
 """
 
@@ -28,7 +28,7 @@ from cnnkit.tour.figures import pyplot
 from cnnkit.tour.network import trained_network
 from cnnkit.tour.section import Section, TourContext
 from cnnkit.train import TrainConfig, train
-from cnnkit.transfer import HEAD_INPUT, Advice, advise, blocks, load_pretrained, transfer
+from cnnkit.transfer import HEAD_INPUT, Advice, FineTuneTask, advise, load_pretrained, transfer
 from cnnkit.transfer.finetune import default_top_blocks
 from cnnkit.transfer.strategies import default_config
 
@@ -102,15 +102,12 @@ def run(section: Section, context: TourContext) -> None:
     _probe_figure(targets, section.figure(
         "probe", "Where the features carry over: validation accuracy of a logistic regression on each layer"))
 
-    top_blocks, top_weights = _finetune_top_blocks(source)
-    labels = {**STRATEGY_LABELS, "finetune-top": f"finetune-top ({', '.join(top_blocks)} and a new head)"}
+    top_layers, top_weights = _finetune_top_layers(source)
+    labels = {**STRATEGY_LABELS, "finetune-top": f"finetune-top ({', '.join(top_layers)} and a new head)"}
     section.say(
         "Then each strategy on each target, and the same network trained from scratch on the target alone. "
-        + (f"`finetune-top` trains the top blocks ({', '.join(top_blocks)}: {top_weights:,} weights) and a new head. "
-           if top_weights else
-           f"`finetune-top` trains the blocks of the last stage and a new head; the last stage of `sample_net` is a "
-           f"pooling layer ({', '.join(top_blocks)}) without weights, so here it trains the new head alone: the linear "
-           f"classifier again, fitted by SGD instead of L-BFGS. ")
+        f"`finetune-top` trains the layers from the last stage up ({', '.join(top_layers)}: {top_weights:,} "
+        "weights) and a new head, the layers below frozen. "
         + "`finetune-all` trains every layer, the pretrained ones at a tenth of the new head's learning rate."
     )
     for target in targets:
@@ -194,11 +191,15 @@ def _measure_strategies(source: Path, target: TargetRun, epochs: int, seed: int,
     target.test_top1["scratch"], target.seconds["scratch"] = scratch.test["top1"], time.perf_counter() - started
 
 
-def _finetune_top_blocks(source: Path) -> tuple[list[str], int]:
-    """The blocks `finetune-top` trains by default besides the new head, and their weight count."""
-    model = load_pretrained(source).model
-    top = blocks(model)[-default_top_blocks(model):]
-    return [name for name, _ in top], sum(p.numel() for _, block in top for p in block.parameters())
+def _finetune_top_layers(source: Path) -> tuple[list[str], int]:
+    """The pretrained layers `finetune-top` trains by default besides the new head, and their weight count."""
+    pretrained = load_pretrained(source)
+    task = FineTuneTask(pretrained, top_blocks=default_top_blocks(pretrained.model))
+    model = task.build_model(default_config(), load_dataset("digits"))
+    head = model.classifier_name + "."
+    trained = {name: p for name, p in model.named_parameters() if p.requires_grad and not name.startswith(head)}
+    layers = sorted({name.split(".")[0] for name in trained}, key=list(dict(model.named_children())).index)
+    return layers, sum(p.numel() for p in trained.values())
 
 
 def _result_cell(target: TargetRun, strategy: str) -> str:

@@ -95,6 +95,9 @@ class FineTuneTask(ClassificationTask):
         return model
 
     def _freeze(self, model: nn.Module) -> None:
+        """Freeze every layer below the first of the top blocks; that block, every layer after it
+        (in the order the model registers them, which is the forward order of cnnkit's models:
+        a LeNet's fully connected layers after its last pooling stage, say) and the classifier train."""
         if self.top_blocks is None:
             frozen = []
         else:
@@ -102,12 +105,16 @@ class FineTuneTask(ClassificationTask):
             if self.top_blocks > len(every):
                 raise ValueError(f"top_blocks {self.top_blocks} exceeds the {len(every)} blocks of "
                                  f"{model.architecture} ({', '.join(name for name, _ in every)})")
-            trainable = {name for name, _ in every[len(every) - self.top_blocks:]}
-            trainable_prefixes = tuple(f"{name}." for name in trainable) + (model.classifier_name + ".",)
+            first = every[len(every) - self.top_blocks][0] if self.top_blocks else model.classifier_name
+            names = [name for name, _ in model.named_modules()]
+            above = set(names[names.index(first):]) | {model.classifier_name}  # module names, descendants included
+
+            def trains(module_name: str) -> bool:
+                return module_name in above or any(module_name.startswith(top + ".") for top in above)
+
             for name, parameter in model.named_parameters():
-                parameter.requires_grad_(name.startswith(trainable_prefixes))
-            frozen = [module for name, module in model.named_modules()
-                      if name and not (name + ".").startswith(trainable_prefixes)]
+                parameter.requires_grad_(trains(name.rpartition(".")[0]))
+            frozen = [module for name, module in model.named_modules() if name and not trains(name)]
         for module in frozen if not self.freeze_bn else model.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.register_forward_pre_hook(_keep_statistics)
