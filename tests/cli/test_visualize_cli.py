@@ -44,6 +44,30 @@ def test_each_kind_on_an_image(kind, extra, photo, tmp_path, capsys):
         assert record["target"] == 3
 
 
+def test_occlusion_fill_is_a_pixel_value_normalised_like_the_image(photo, tmp_path, capsys):
+    """A black square (--fill 0) differs from the mean-grey one, and equals passing the
+    normalised black to the library directly."""
+    import torch
+
+    from cnnkit import explain
+    from cnnkit.cli.visualize import _image, _subject
+    from cnnkit.cli.main import build_parser
+
+    maps = {}
+    for fill in ("mean", "0"):
+        assert main(["visualize", "occlusion", "resnet20", str(photo), "-o", str(tmp_path), "--size", "8", "--stride", "8",
+                     "--fill", fill, "--format", "json"]) == 0
+        maps[fill] = np.array(json.loads(capsys.readouterr().out)["map"])
+    assert not np.allclose(maps["mean"], maps["0"])
+    args = build_parser().parse_args(["visualize", "occlusion", "resnet20", str(photo)])
+    subject = _subject(args)
+    picture, _ = _image(args, subject)
+    black = subject.input(torch.zeros(1, 3, 1, 1))[0]
+    direct = explain.occlusion_map(subject.model, subject.input(picture[None]), size=8, stride=8, fill=black)
+    np.testing.assert_allclose(direct.probability.numpy(), maps["0"], atol=1e-6)
+    assert main(["visualize", "occlusion", "resnet20", str(photo), "--fill", "2"]) == 2
+
+
 def test_top_patches_on_a_folder_and_on_the_built_in_photos(tmp_path, photo, capsys):
     folder = tmp_path / "images" / "sub"
     folder.mkdir(parents=True)

@@ -40,7 +40,7 @@ def test_kernel_census_covers_all_six_kernels(section):
 
 def test_commands_parse_and_use_written_files(section, quick_tour):
     root = quick_tour.page.parent
-    assert len(section.commands) == 5
+    assert len(section.commands) == 6
     for command in section.commands:
         words = shlex.split(command)
         assert words[:2] == ["cnnkit", "visualize"]

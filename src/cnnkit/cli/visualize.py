@@ -208,9 +208,16 @@ def top_patches(args) -> int:
 def occlusion(args) -> int:
     subject = _subject(args)
     picture, source = _image(args, subject)
-    result = explain.occlusion_map(subject.model, subject.input(picture[None]), args.target, args.size, args.stride)
+    fill, square = 0.0, "grey"  # 0 in the normalised input: the training set's mean colour
+    if args.fill != "mean":
+        value = float(args.fill)
+        if not 0 <= value <= 1:
+            raise ValueError(f"--fill must be 'mean' or a pixel value in [0, 1], got {args.fill}")
+        fill = subject.input(torch.full((1, picture.shape[0], 1, 1), value))[0]  # (C, 1, 1), normalised
+        square = f"{value:g}-valued"
+    result = explain.occlusion_map(subject.model, subject.input(picture[None]), args.target, args.size, args.stride, fill)
     name = subject.class_name(result.target)
-    title = (f"{subject.name}: p({name}) with a {result.size}×{result.size} grey square at each place, "
+    title = (f"{subject.name}: p({name}) with a {result.size}×{result.size} {square} square at each place, "
              f"stride {result.stride} (unoccluded {result.baseline:.3f}); {source}")
     figure = explain.heatmap_figure(picture, result.probability, _output(args, "occlusion"), title, f"p({name}) when occluded")
     return _report(args, {"model": subject.name, "image": source, "target": result.target, "baseline": result.baseline,
@@ -288,6 +295,9 @@ def add_commands(subparsers) -> None:
     child.add_argument("--target", type=int, help="class index (default: the prediction)")
     child.add_argument("--size", type=int, help="square side in input pixels (default: a quarter of the input)")
     child.add_argument("--stride", type=int, help="step between squares (default: an eighth of the input)")
+    child.add_argument("--fill", default="mean", metavar="mean|VALUE",
+                       help="the square's colour: the training set's mean (the paper's grey square) or a pixel "
+                            "value in [0, 1], such as 0 to erase white strokes on black (default: %(default)s)")
     child = sub("gradcam", "Grad-CAM class activation map (Selvaraju et al. 2017)", gradcam)
     child.add_argument("--layer", help="layer (default: the model's last stage)")
     child.add_argument("--target", type=int, help="class index (default: the prediction)")

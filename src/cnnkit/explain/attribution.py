@@ -42,15 +42,16 @@ class OcclusionMap:
 
 def occlusion_map(
     model: nn.Module, x: Tensor, target: int | None = None, size: int | None = None, stride: int | None = None,
-    fill: float = 0.0, batch_size: int = 64,
+    fill: float | Tensor = 0.0, batch_size: int = 64,
 ) -> OcclusionMap:
     """Slide a ``size``×``size`` square filled with ``fill`` over ``x`` with ``stride`` and record
     the softmax probability of ``target`` for each position.
 
     The square's top-left corners are 0, s, 2s, … up to H − size, so the map is
-    (⌊(H − size)/s⌋ + 1, ⌊(W − size)/s⌋ + 1). ``fill=0`` in a normalised input is the training
-    set's mean colour, the "grey square" of the paper. ``size`` defaults to a quarter and
-    ``stride`` to an eighth of the shorter side. Occluded copies run in batches of ``batch_size``.
+    (⌊(H − size)/s⌋ + 1, ⌊(W − size)/s⌋ + 1). ``fill`` is a number or a (C, 1, 1) tensor in the
+    input's (normalised) units; ``fill=0`` in a normalised input is the training set's mean
+    colour, the "grey square" of the paper. ``size`` defaults to a quarter and ``stride`` to an
+    eighth of the shorter side. Occluded copies run in batches of ``batch_size``.
     """
     _, _, h, w = x.shape
     size = size or max(1, min(h, w) // 4)

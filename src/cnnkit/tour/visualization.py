@@ -44,6 +44,7 @@ def run(section: Section, context: TourContext) -> None:
     section.command(f"cnnkit visualize maps {network} {digit} --layer conv2 --count 16 -o visualize")
     section.command(f"cnnkit visualize deconv {network} {digit} --layer pool2 --count 4 -o visualize")
     section.command(f"cnnkit visualize occlusion {network} {digit} --size {OCCLUDER} --stride 1 -o visualize")
+    section.command(f"cnnkit visualize occlusion {network} {digit} --size {OCCLUDER} --stride 1 --fill 0 -o visualize-black")
     section.command(f"cnnkit visualize gradcam {network} {digit} --layer conv2 -o visualize")
 
 
