@@ -33,6 +33,7 @@ examples:
   cnnkit visualize deconv alexnet photo.jpg --weights alexnet-owt-7be5be79.pth --layer features.11 --count 9
   cnnkit visualize top-patches resnet20 --weights resnet20-12fca82f.th --images cifar10/ --layer layer2 --channel 5
   cnnkit visualize occlusion runs/digits photo.png --size 8 --stride 2
+  cnnkit visualize occlusion runs/digits digit.png --fill 0       # a black square: erase white strokes
   cnnkit visualize gradcam resnet20 --weights resnet20-12fca82f.th --sample chelsea
   cnnkit visualize saliency vgg16 --weights vgg16-397923af.pth photo.jpg
 
