@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from cnnkit.figures import pyplot
+
 
 def viewable(feature_map: torch.Tensor, signed: bool) -> torch.Tensor:
     """Map a feature map to [0, 1] for display.
@@ -41,11 +43,7 @@ def filtering_figure(
 
     ``image`` and ``output`` are ``(C, H, W)`` in [0, 1]; ``kernel`` is ``(K_h, K_w)``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = 3 if kernel is not None else 2
     figure, axes = plt.subplots(1, panels, figsize=(4 * panels, 4.4), layout="constrained")
     gray = {"cmap": "gray", "vmin": 0, "vmax": 1}
@@ -73,17 +71,8 @@ def filtering_figure(
     return path
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(figure, path: str | os.PathLike) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected a .png file name")
@@ -101,7 +90,7 @@ def _stretch(tile: torch.Tensor) -> torch.Tensor:
 
 def image_grid(tiles, labels, path, title: str, columns: int | None = None, cmap: str = "gray", tile_inches: float = 1.3) -> Path:
     """Save ``tiles`` ((C, h, w) or (h, w) tensors in [0, 1]; C = 1 or 3) as a grid, each titled by ``labels``."""
-    plt = _pyplot()
+    plt = pyplot()
     count = len(tiles)
     columns = columns or max(1, min(count, math.ceil(math.sqrt(count))))
     rows = math.ceil(count / columns)
@@ -166,7 +155,7 @@ def top_patches_figure(pictures: torch.Tensor, patches, path, title: str) -> Pat
 
 def heatmap_figure(picture: torch.Tensor, heatmap: torch.Tensor, path, title: str, heatmap_title: str, signed: bool = False) -> Path:
     """Input | heat map | heat map over the input. ``heatmap`` (h, w) is stretched to the input's size for the overlay."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(10, 3.8), layout="constrained")
     image = _as_picture(picture)
     cmap = "RdBu_r" if signed else "jet"

@@ -7,9 +7,9 @@ import time
 
 import torch
 
+from cnnkit.figures import pyplot
 from cnnkit.models import create_model
 from cnnkit.nn import depth, summarize
-from cnnkit.tour.figures import pyplot
 from cnnkit.tour.section import Section, TourContext
 
 ARCHITECTURES = (

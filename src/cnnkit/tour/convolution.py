@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from cnnkit.data import sample_image
+from cnnkit.figures import pyplot
 from cnnkit.ops import (
     connectivity,
     convolution_matrix,
@@ -22,7 +23,6 @@ from cnnkit.ops import (
     shift,
 )
 from cnnkit.ops.filters import filter_image
-from cnnkit.tour.figures import pyplot
 from cnnkit.tour.section import Section, TourContext
 
 FILTERS = (("sobel-x", {}), ("sobel-y", {}), ("gaussian", {"sigma": 2.0}), ("laplacian", {}), ("sharpen", {}))

@@ -18,7 +18,7 @@ import torch
 
 from cnnkit.detection.scenes import digit_scenes
 from cnnkit.detection.training import DetectionConfig, load_detector, train_detector
-from cnnkit.tour.figures import pyplot
+from cnnkit.figures import pyplot
 from cnnkit.tour.section import Section, TourContext
 
 NAMES = {"rcnn": "R-CNN", "fast-rcnn": "Fast R-CNN", "faster-rcnn": "Faster R-CNN"}

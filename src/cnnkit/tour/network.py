@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from cnnkit.data import load_dataset
+from cnnkit.figures import pyplot
 from cnnkit.models import create_model
 from cnnkit.nn import build_network, summarize
-from cnnkit.tour.figures import pyplot
 from cnnkit.tour.section import Section, TourContext
 from cnnkit.train import TrainConfig, load_trained, train
 from cnnkit.train.figures import confusion_matrix_figure, learning_curves_figure

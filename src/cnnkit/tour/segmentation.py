@@ -15,9 +15,9 @@ from cnnkit.detection.mask_rcnn import MaskRCNN, binary_masks, mask_rcnn
 from cnnkit.detection.mask_metrics import coco_mask_map
 from cnnkit.detection.scenes import digit_scenes
 from cnnkit.detection.structures import Detections
+from cnnkit.figures import pyplot
 from cnnkit.segmentation import SegmentationConfig, digit_scene_segmentation, load_segmenter, train_segmenter
 from cnnkit.segmentation.predict import colour_mask
-from cnnkit.tour.figures import pyplot
 from cnnkit.tour.section import Section, TourContext
 
 CANVAS = 64  # the segmentation scenes: 64×64, 1-3 digits of 14-30 pixels

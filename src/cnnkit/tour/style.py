@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
+from cnnkit.figures import pyplot
 from cnnkit.style import STYLE_LAYERS, WEIGHTS_HINT, StyleConfig, gram_matrix, resize_to, style_features, stylize
 from cnnkit.style.samples import sample_pair
-from cnnkit.tour.figures import pyplot
 from cnnkit.tour.section import Section, TourContext
 
 SNAPSHOTS = 5  # images shown along the optimisation, the last one the result

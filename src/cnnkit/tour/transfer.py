@@ -24,7 +24,7 @@ from matplotlib.ticker import PercentFormatter
 from PIL import Image
 
 from cnnkit.data import Dataset, load_dataset
-from cnnkit.tour.figures import pyplot
+from cnnkit.figures import pyplot
 from cnnkit.tour.network import trained_network
 from cnnkit.tour.section import Section, TourContext
 from cnnkit.train import TrainConfig, train

@@ -9,8 +9,8 @@ import torch
 
 from cnnkit import explain
 from cnnkit.data import ImageSet, load_dataset, save_image
+from cnnkit.figures import pyplot
 from cnnkit.models import extract_features
-from cnnkit.tour.figures import pyplot
 from cnnkit.tour.network import trained_network
 from cnnkit.tour.section import Section, TourContext
 from cnnkit.train import load_trained

@@ -6,14 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from cnnkit.figures import pyplot
 
 
 def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike, title: str = "") -> Path:
@@ -24,7 +17,7 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[s
     """
     import numpy as np
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = np.asarray(matrix, dtype=float)
     fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.45 * len(classes) + 2)
@@ -52,7 +45,7 @@ def confusion_matrix_figure(matrix: Sequence[Sequence[int]], classes: Sequence[s
 
 def learning_curves_figure(records: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path:
     """Save loss and accuracy per epoch (training and validation) from a run's metrics.jsonl records."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [record["epoch"] for record in records]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     for split in ("train", "val"):
