@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from cnnkit.cli.output import print_result
+from cnnkit.cli.runs import add_evaluate_command, add_run_folder_options
 
 TRAIN_EXAMPLES = """\
 examples:
@@ -133,22 +134,12 @@ def add_commands(subparsers) -> None:
                         "instead of pre-training")
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
                         help="random rescale and crop that keep boxes right (default: %(default)s)")
-    parser.add_argument("--lenient", action="store_true", help="drop bad COCO annotations and list them instead of failing")
-    parser.add_argument("--runs", default=defaults.runs, help="folder of run folders (default: %(default)s)")
-    parser.add_argument("--name", help="run folder name (default: METHOD-DATA)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_run_folder_options(parser, defaults.runs)
     parser.set_defaults(func=train_command)
 
-    parser = commands.add_parser("evaluate", help="COCO mAP and VOC AP@0.5 per class of a trained detector",
-                                 description="Evaluate a run's best checkpoint.", epilog=EVALUATE_EXAMPLES,
-                                 formatter_class=formatter)
-    parser.add_argument("run", metavar="RUN|CHECKPOINT", help="a run folder or its best.pt")
-    parser.add_argument("--data", help="a COCO annotation JSON (default: the run's own data)")
-    parser.add_argument("--images", help="image folder of --data")
-    parser.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default: %(default)s)")
-    parser.add_argument("--lenient", action="store_true", help="drop bad COCO annotations instead of failing")
-    parser.add_argument("--format", choices=("text", "json"), default="text")
-    parser.set_defaults(func=evaluate_command)
+    add_evaluate_command(commands, "COCO mAP and VOC AP@0.5 per class of a trained detector",
+                         "a COCO annotation JSON (default: the run's own data)", EVALUATE_EXAMPLES, formatter,
+                         evaluate_command)
 
     parser = commands.add_parser("predict", help="detect objects in image files, draw boxes, write JSON",
                                  description="Run a detector on image files.", epilog=PREDICT_EXAMPLES,
