@@ -92,6 +92,9 @@ def test_stage_lists_parse_and_bad_ones_are_one_line_errors(capsys):
     assert "there is no stage 9; the stages are 1-8" in capsys.readouterr().err
     assert main(["tour", "--stages", "two"]) == 2
     assert len(STAGES) == 8
+    for stages in ([], [0, 1]):
+        with pytest.raises(ValueError, match="stages must be some of"):
+            run_tour("unused", stages=stages)
 
 
 def test_a_missing_weights_file_is_refused_before_anything_runs(tmp_path, capsys):

@@ -80,10 +80,14 @@ def run_tour(
 
     A stage that raises is recorded in its section (the error in one line, the traceback
     behind a fold) and the tour goes on. ``progress`` shows a bar across the stages (default:
-    only when stderr is a terminal).
+    only when stderr is a terminal). Raises ValueError for an empty list or a number that is
+    not a stage.
     """
     from tqdm.auto import tqdm
 
+    known = [stage.number for stage in STAGES]
+    if stages is not None and (not stages or not set(stages) <= set(known)):
+        raise ValueError(f"stages must be some of {known}, got {list(stages)}")
     chosen = [stage for stage in STAGES if stages is None or stage.number in stages]
     context = TourContext(Path(out_dir), quick=quick, seed=seed, vgg19_weights=vgg19_weights)
     context.out_dir.mkdir(parents=True, exist_ok=True)
