@@ -28,11 +28,11 @@ def run(section: Section, context: TourContext) -> None:
         "Multiply-adds count each product of a weight and an input once; depth counts the layers with weights "
         "(convolutions and fully connected) on the longest path from input to output, as the papers do."
     )
-    rows, measured = [], []
+    rows, measured, summaries = [], [], {}
     repeats = 1 if context.quick else 3
     for name, label, top1, idea in ARCHITECTURES:
         model = create_model(name).eval()
-        summary = summarize(model, (3, 224, 224))
+        summary = summaries[name] = summarize(model, (3, 224, 224))
         seconds = _seconds_per_image(model, repeats)
         layers = depth(model)
         measured.append((label, summary.total_params, summary.multiply_adds, layers, top1, seconds))
@@ -48,7 +48,7 @@ def run(section: Section, context: TourContext) -> None:
     section.say(
         f"GoogLeNet is {googlenet[3] / alexnet[3]:.0f}× as deep as AlexNet with {alexnet[1] / googlenet[1]:.0f}× fewer "
         f"parameters: its 1×1 convolutions reduce the channels before the expensive filters, and global average "
-        f"pooling replaces the large fully connected layers that hold {_fully_connected_share('alexnet'):.0%} of "
+        f"pooling replaces the large fully connected layers that hold {_fully_connected_share(summaries['alexnet']):.0%} of "
         f"AlexNet's parameters. VGG-16 is the most expensive of all ({vgg[2] / 1e9:.1f} G multiply-adds). ResNet's "
         "shortcuts made depth pay: ResNet-50 is more accurate than VGG-16 at a quarter of the cost."
     )
@@ -70,10 +70,9 @@ def _seconds_per_image(model: torch.nn.Module, repeats: int) -> float:
     return best
 
 
-def _fully_connected_share(name: str) -> float:
-    model = create_model(name)
-    linear = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) for p in m.parameters())
-    return linear / sum(p.numel() for p in model.parameters())
+def _fully_connected_share(summary) -> float:
+    """The fraction of the parameters that sit in fully connected layers."""
+    return sum(layer.trainable_params for layer in summary.layers if layer.type == "Linear") / summary.total_params
 
 
 def _comparison_figure(measured, path) -> None:
