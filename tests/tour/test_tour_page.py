@@ -92,9 +92,16 @@ def test_stage_lists_parse_and_bad_ones_are_one_line_errors(capsys):
     assert "there is no stage 9; the stages are 1-8" in capsys.readouterr().err
     assert main(["tour", "--stages", "two"]) == 2
     assert len(STAGES) == 8
+    assert main(["tour", "--stages", "1-"]) == 2
     for stages in ([], [0, 1]):
         with pytest.raises(ValueError, match="stages must be some of"):
             run_tour("unused", stages=stages)
+
+
+def test_an_output_that_is_a_file_is_named(tmp_path, capsys):
+    (tmp_path / "tour").write_text("not a folder")
+    assert main(["tour", "--stages", "1", "-o", str(tmp_path / "tour")]) == 2
+    assert f"{tmp_path / 'tour'}: is a file, expected a folder" in capsys.readouterr().err
 
 
 def test_a_missing_weights_file_is_refused_before_anything_runs(tmp_path, capsys):

@@ -54,9 +54,9 @@ def parse_stages(text: str) -> list[int]:
     """``"1,2,4"`` or ``"3-5"`` → stage numbers; raises ValueError naming what is not a stage."""
     numbers = []
     for part in filter(None, (piece.strip() for piece in text.split(","))):
-        first, _, last = part.partition("-")
+        first, dash, last = part.partition("-")
         try:
-            span = range(int(first), int(last or first) + 1)
+            span = range(int(first), int(last if dash else first) + 1)
         except ValueError:
             raise ValueError(f"--stages: {part!r} is not a stage number or range (such as 1,2,4 or 3-5)") from None
         unknown = [n for n in span if not 1 <= n <= len(STAGES)]
@@ -90,6 +90,8 @@ def run_tour(
         raise ValueError(f"stages must be some of {known}, got {list(stages)}")
     chosen = [stage for stage in STAGES if stages is None or stage.number in stages]
     context = TourContext(Path(out_dir), quick=quick, seed=seed, vgg19_weights=vgg19_weights)
+    if context.out_dir.exists() and not context.out_dir.is_dir():
+        raise NotADirectoryError(f"{context.out_dir}: is a file, expected a folder for the tour (-o DIR)")
     context.out_dir.mkdir(parents=True, exist_ok=True)
     if progress is None:
         progress = sys.stderr.isatty()
