@@ -102,11 +102,11 @@ from conftest import small_config
 
 class KilledAtStep(ClassificationTask):
     calls = 0
-    def loss(self, outputs, targets, config):
+    def losses(self, model, x, y):
         KilledAtStep.calls += 1
         if KilledAtStep.calls == {step}:
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().loss(outputs, targets, config)
+        return super().losses(model, x, y)
 
 train(small_config({runs!r}, "killed", checkpoint_every_steps=4), task=KilledAtStep(), progress=False)
 """
@@ -140,10 +140,10 @@ class NanAtStep(ClassificationTask):
     def __init__(self, step):
         self.step, self.calls = step, 0
 
-    def loss(self, outputs, targets, config):
+    def losses(self, model, x, y):
         self.calls += 1
-        loss = super().loss(outputs, targets, config)
-        return loss * float("nan") if self.calls == self.step else loss
+        terms = super().losses(model, x, y)
+        return {**terms, "loss": terms["loss"] * float("nan")} if self.calls == self.step else terms
 
 
 def test_non_finite_loss_names_the_step_and_keeps_the_checkpoint(tmp_path):
@@ -155,7 +155,7 @@ def test_non_finite_loss_names_the_step_and_keeps_the_checkpoint(tmp_path):
 
 
 class OutOfMemory(ClassificationTask):
-    def loss(self, outputs, targets, config):
+    def losses(self, model, x, y):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
 
 

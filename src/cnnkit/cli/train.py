@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 from cnnkit.cli.output import print_result
+from cnnkit.cli.runs import add_train_options
 from cnnkit.data import load_dataset
 from cnnkit.models.export import EXPORT_FORMATS, export_model
 from cnnkit.train import TrainConfig, evaluate, load_trained, resume, train
@@ -57,7 +58,7 @@ Every export is loaded back (ONNX in onnxruntime) and must reproduce the PyTorch
 
 
 def _field_type(annotation) -> tuple[type, bool]:
-    """(element type, is a list) of a TrainConfig field annotation such as ``int | None``."""
+    """(element type, is a list) of a config field annotation such as ``int | None``."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if typing.get_origin(annotation) is list:
@@ -65,26 +66,46 @@ def _field_type(annotation) -> tuple[type, bool]:
     return annotation, False
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One ``--field-name`` option per TrainConfig field, typed and defaulting to the field's default."""
-    hints = typing.get_type_hints(TrainConfig)
-    group = parser.add_argument_group("training configuration (cnnkit.train.TrainConfig)")
-    for field in dataclasses.fields(TrainConfig):
+def add_config_options(parser: argparse.ArgumentParser, config_class=TrainConfig, helps: dict | None = None,
+                       skip: tuple[str, ...] = ()) -> None:
+    """One ``--field-name`` option per field of ``config_class`` (a `RunConfig`), typed, with
+    its help from ``helps`` and the field's default. Options left out parse as None, so that
+    `given_options` can tell them from options given (what ``--resume`` may change)."""
+    hints = typing.get_type_hints(config_class)
+    helps = helps or {}
+    group = parser.add_argument_group(f"training configuration ({config_class.__module__}.{config_class.__name__})")
+    for field in dataclasses.fields(config_class):
+        if field.name in skip:
+            continue
         kind, is_list = _field_type(hints[field.name])
         flag = "--" + field.name.replace("_", "-")
+        text = (helps.get(field.name, "") + f" (default: {field.default})").strip()
         if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                               help=f"(default: {field.default})")
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            group.add_argument(flag, type=kind, nargs="+" if is_list else None, default=field.default,
-                               metavar=field.name.upper(), help=f"(default: {field.default})")
+            group.add_argument(flag, type=kind, nargs="+" if is_list else None, default=None,
+                               metavar=field.name.upper(), help=text)
 
+
+def given_options(args, config_class) -> dict:
+    """The fields of ``config_class`` given on the command line (not None)."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)
+            if getattr(args, field.name, None) is not None}
+
+
+def train_or_resume(args, config_class, task=None, progress: bool | None = None, log=None):
+    """`train` a config of the options given, or `resume` ``--resume RUN`` with them as changes."""
+    values = given_options(args, config_class)
+    progress = progress if progress is not None else (None if args.format == "text" else False)
+    if args.resume:
+        return resume(args.resume, task=task or config_class().task(), changes=values, progress=progress, log=log)
+    return train(config_class(**values), task=task, progress=progress, log=log)
 
 
 def run_figures(run_dir: Path, report: dict) -> list[Path]:
     """Learning curves and the test confusion matrix of a finished run, saved in its folder."""
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    classes = report["data"]["classes"]
+    classes = list(report["per_class_accuracy"])
     return [
         learning_curves_figure(records, run_dir / "learning_curves.png", title=run_dir.name),
         confusion_matrix_figure(report["confusion_matrix"], classes, run_dir / "confusion_test.png", title=f"{run_dir.name}, test"),
@@ -92,11 +113,9 @@ def run_figures(run_dir: Path, report: dict) -> list[Path]:
 
 
 def train_command(args) -> int:
-    if args.resume:
-        result = resume(args.resume, progress=None if args.format == "text" else False)
-    else:
-        values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
-        result = train(TrainConfig(**values), progress=None if args.format == "text" else False)
+    result = train_or_resume(args, TrainConfig)
+    if not result.report:  # not process 0 of a distributed run: it writes and prints nothing
+        return 0
     figures = run_figures(result.run_dir, result.report)
     test = result.report["test"]
     print_result(args, {"run": str(result.run_dir), "test": test, "figures": [str(f) for f in figures]}, [
@@ -162,9 +181,7 @@ def add_commands(subparsers) -> None:
         "train", help="train a network on built-in data, a standard format or your own folder",
         description="Train a classifier and keep everything in a run folder; resume exactly after an interruption.",
         epilog=TRAIN_EXAMPLES, formatter_class=formatter)
-    parser.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="how to print the result (json: no progress bars)")
-    add_config_options(parser)
+    add_train_options(parser, TrainConfig)
     parser.set_defaults(func=train_command)
 
     parser = subparsers.add_parser(

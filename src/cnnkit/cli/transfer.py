@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 from cnnkit.cli.output import print_result
-from cnnkit.cli.train import add_config_options, run_figures
+from cnnkit.cli.train import add_config_options, given_options, run_figures
 from cnnkit.train import TrainConfig
 from cnnkit.train.figures import confusion_matrix_figure
 from cnnkit.transfer import STRATEGY_NAMES, advise, prepare, transfer
@@ -53,8 +52,8 @@ def transfer_command(args) -> int:
         advice = advise(target)
         print_result(args, advice.to_dict(), _advice_lines(advice))
         return 0
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)}
-    values["model"] = values["model"] or "sample_net"  # replaced by the pretrained architecture
+    values = given_options(args, TrainConfig)
+    values["model"] = values.get("model") or "sample_net"  # replaced by the pretrained architecture
     result = transfer(args.source, args.data, strategy=args.strategy, layer=args.layer, config=TrainConfig(**values),
                       architecture=args.model, top_blocks=args.top_blocks, pretrained_lr_scale=args.pretrained_lr_scale,
                       freeze_bn=args.freeze_bn, cache_dir=cache, progress=None if args.format == "text" else False)

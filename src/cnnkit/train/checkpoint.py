@@ -4,7 +4,9 @@ A checkpoint is a dict of tensors and plain Python values only (state dicts, num
 lists, dicts), written with `torch.save` and read with ``torch.load(weights_only=True)``:
 loading one never runs code. It holds
 
-    format, config (TrainConfig.to_dict()), dataset (classes, mean, std, image_size, in_channels),
+    format, task (the task's name, "classification" when absent: checkpoints written before
+    there were other tasks), config (the task's RunConfig.to_dict()), dataset (the task's
+    state: for classification classes, mean, std, image_size, in_channels),
     model, optimizer, scaler (state dicts), schedule {"step", "lr"},
     epoch, batch (batches done in that epoch), step (optimiser steps done in all),
     best {"metric", "value", "epoch"}, epoch_totals (running training sums of the epoch),

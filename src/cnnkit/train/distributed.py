@@ -86,6 +86,24 @@ def sum_over_processes(values: torch.Tensor, processes: Processes) -> torch.Tens
     return values.cpu()
 
 
+def evaluation_positions(size: int, processes: Processes) -> range:
+    """This process's share of an evaluation over ``size`` items: positions r, r+W, r+2W…,
+    disjoint and without padding, so that every item is evaluated exactly once."""
+    return range(processes.rank, size, processes.world_size)
+
+
+def gather_in_order(items: list, processes: Processes) -> list:
+    """Every process's ``items`` (computed for its `evaluation_positions`) on every process, back
+    in position order: item p came from process p mod W, its (p div W)-th. Items are pickled
+    (tensors included) through ``all_gather_object``."""
+    if processes.world_size == 1:
+        return items
+    parts = [None] * processes.world_size
+    dist.all_gather_object(parts, items)
+    longest = max(len(part) for part in parts)
+    return [part[i] for i in range(longest) for part in parts if i < len(part)]
+
+
 def barrier(processes: Processes) -> None:
     if processes.world_size > 1:
         dist.barrier()

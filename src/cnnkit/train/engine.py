@@ -1,13 +1,16 @@
-"""The training loop: a run folder, epochs of optimiser steps, checkpoints, exact resume.
+"""The training loop of every task: a run folder, epochs of optimiser steps, checkpoints, exact resume.
 
-`train(config)` makes ``runs/NAME/`` and runs
+`train(config)` claims ``runs/NAME/`` and runs, with the task of the config (`cnnkit.train.task`):
 
-    load the dataset → build the model (seeded) → for each epoch:
-        for each batch of the epoch's permutation: augment → normalise → forward → loss →
-            backward → (clip) → optimiser step at the schedule's learning rate
-        evaluate on the validation split → checkpoint (last, and best by validation top-1) →
-        one line of metrics.jsonl
-    → evaluate the best checkpoint on the test split → report.json and report.md
+    task.load_data → task.build_model (seeded) → for each epoch:
+        for each batch of the epoch's permutation: task.prepare (augmentation, device) →
+            task.losses (forward, inside DDP and autocast) → sum of the "loss" terms → finite
+            check → backward → (clip) → optimiser step at the schedule's learning rate
+        task.evaluate on the validation split → checkpoint (last, and best by the task's
+        monitor) → one line of metrics.jsonl → early stop after ``patience`` epochs without a
+        better validation figure
+    → task.finish (closed-form stages) → evaluate the best checkpoint on the test split →
+      report.json and report.md
 
 `resume(run_dir)` continues from the last good checkpoint. Because the data order, the
 augmentation and dropout are functions of (seed, epoch, step) (`cnnkit.train.batches`) and the
@@ -17,6 +20,8 @@ ends with the same weights, bit for bit, as one that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
@@ -29,8 +34,6 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cnnkit.data import load_dataset
-from cnnkit.data.transforms import augmentation, normalize
 from cnnkit.files import atomic_write
 from cnnkit.train import batches
 from cnnkit.train.checkpoint import (
@@ -38,12 +41,12 @@ from cnnkit.train.checkpoint import (
     CHECKPOINT_FORMAT,
     LAST,
     PREVIOUS,
-    load_checkpoint,
     link_checkpoint,
+    load_checkpoint,
     load_latest,
     save_checkpoint,
 )
-from cnnkit.train.config import TrainConfig
+from cnnkit.train.config import RESUMABLE, RunConfig
 from cnnkit.train.distributed import (
     Processes,
     barrier,
@@ -56,8 +59,8 @@ from cnnkit.train.distributed import (
 from cnnkit.train.metrics import autocast_dtype
 from cnnkit.train.progress import Progress
 from cnnkit.train.report import write_report
-from cnnkit.train.schedules import default_milestones, learning_rate
-from cnnkit.train.task import ClassificationTask
+from cnnkit.train.schedules import learning_rate
+from cnnkit.train.task import ClassificationTask, Step
 
 
 class TrainingError(RuntimeError):
@@ -71,11 +74,12 @@ class RunResult:
     run_dir: the run folder. history: one record per finished epoch (as in metrics.jsonl).
     test: the best checkpoint's metrics on the test split (None when stopped early).
     best: {"metric", "value", "epoch"}. model: the best model in eval mode (the last one when
-    stopped early). step: optimiser steps done.
+    stopped early). step: optimiser steps done. report: report.json's content (empty on the
+    processes of a distributed run other than process 0, which write nothing).
     """
 
     run_dir: Path
-    config: TrainConfig
+    config: RunConfig
     history: list[dict]
     test: dict | None
     best: dict
@@ -84,73 +88,109 @@ class RunResult:
     report: dict = field(default_factory=dict)
 
 
-def train(config: TrainConfig | None = None, *, task=None, progress: bool | None = None,
-          stop_after_steps: int | None = None) -> RunResult:
+def train(config: RunConfig | None = None, *, task=None, progress: bool | None = None,
+          stop_after_steps: int | None = None, log=None) -> RunResult:
     """Train ``config`` (default `TrainConfig()`) in a new run folder ``runs_dir/name``.
 
-    task: supplies build_model, loss, correct and evaluate (default `ClassificationTask`), and
-        optionally parameter_groups(model, config): optimiser groups ``{"params", "lr_scale"}``,
-        each stepped at lr_scale × the schedule's rate (default: one group, every trainable parameter).
+    task: what is learned (`cnnkit.train.task`; default `config.task()`, classification for a
+        `TrainConfig`).
     progress: None: a bar on a terminal, plain lines otherwise; False: silent.
     stop_after_steps: save a checkpoint and return after this many optimiser steps in all
         (for splitting a run over processes; `resume` continues it).
+    log: where the run's lines go (default: the progress stream).
 
     Under torchrun every process calls this with the same config; a worker that torchrun
     restarts (``--max-restarts``) resumes a named run from its last checkpoint instead.
-    Raises ValueError when ``name`` is taken by a run with a checkpoint, `TrainingError` for
-    a non-finite loss (naming the step) or out of memory (naming the batch size).
+    Raises ValueError when ``name`` is taken by a run with a checkpoint or by a run in progress,
+    `TrainingError` for a non-finite loss (naming the step) or out of memory (naming the batch size).
     """
-    config = config or TrainConfig()
-    task = task or ClassificationTask()
+    task = task or (config.task() if config is not None else ClassificationTask())
+    config = config or task.config_class()
     device = resolve_device(config.device)
     with process_group(device) as processes:
         run_dir = Path(config.runs_dir) / config.name if config.name else None
         if run_dir is not None and restarted_by_torchrun() and _has_checkpoint(run_dir):
             state, _ = load_latest(run_dir, warn=_warner(processes))
-            return _Run(config, run_dir, task, processes, progress, state).execute(stop_after_steps)
-        run_dir = broadcast_object(new_run_dir(config) if processes.is_main else None, processes)
-        config = replace(config, name=run_dir.name)
-        if processes.is_main:
-            _write_json(run_dir / "config.json", config.to_dict())
-        return _Run(config, run_dir, task, processes, progress, None).execute(stop_after_steps)
+            with _claim(run_dir, processes):
+                return _Run(config, run_dir, task, processes, progress, state, log).execute(stop_after_steps)
+        claimed = new_run_dir(config) if processes.is_main else None
+        run_dir = broadcast_object(claimed.path if claimed else None, processes)
+        with claimed or contextlib.nullcontext():
+            config = replace(config, name=run_dir.name)
+            if processes.is_main:
+                _write_json(run_dir / "config.json", config.to_dict())
+            return _Run(config, run_dir, task, processes, progress, None, log).execute(stop_after_steps)
 
 
 def resume(run_dir: str | os.PathLike, *, task=None, progress: bool | None = None,
-           stop_after_steps: int | None = None) -> RunResult:
+           stop_after_steps: int | None = None, changes: dict | None = None, log=None) -> RunResult:
     """Continue the run in ``run_dir`` from its last good checkpoint (``last.pt``, or
-    ``previous.pt`` when the last is corrupt, which is reported) to its configured end."""
+    ``previous.pt`` when the last is corrupt, which is reported) to its configured end.
+
+    task: the run's task (default classification); a checkpoint of another task is refused,
+        naming it. changes: config fields to change, only those in `RESUMABLE` (more epochs,
+        another learning rate after a non-finite loss, another device…); each change is
+        reported, and any other field that differs from the run's raises ValueError naming it.
+    """
     run_dir = Path(run_dir)
     task = task or ClassificationTask()
     state, _ = load_latest(run_dir, warn=_warner(None))
-    config = TrainConfig.from_dict(state["config"])
+    kind = state.get("task", "classification")
+    if kind != task.name:
+        raise ValueError(f"{run_dir} is a {kind} run, not {task.name}; resume it with its own command")
+    config = task.config_class.from_dict(state["config"])
     config = replace(config, runs_dir=str(run_dir.parent), name=run_dir.name)
+    config, said = apply_changes(config, changes or {}, run_dir)
     with process_group(resolve_device(config.device)) as processes:
-        return _Run(config, run_dir, task, processes, progress, state).execute(stop_after_steps)
+        with _claim(run_dir, processes):
+            run = _Run(config, run_dir, task, processes, progress, state, log)
+            for line in said:
+                run.say(line)
+            return run.execute(stop_after_steps)
+
+
+def apply_changes(config: RunConfig, changes: dict, run_dir: Path) -> tuple[RunConfig, list[str]]:
+    """``config`` with ``changes`` applied and a sentence per change; ValueError naming the first
+    field that cannot change on resume (it would change the run's numbers)."""
+    said, applied = [], {}
+    for key, value in changes.items():
+        if key in ("runs_dir", "name") or getattr(config, key) == value:
+            continue
+        if key not in RESUMABLE:
+            flag = "--" + key.replace("_", "-")
+            raise ValueError(f"{flag} cannot change when resuming {run_dir} (the run has {getattr(config, key)!r}, "
+                             f"given {value!r}); start a new run instead. Changeable: "
+                             + ", ".join("--" + name.replace("_", "-") for name in RESUMABLE))
+        applied[key] = value
+        said.append(f"resume: {key} changed from {getattr(config, key)!r} to {value!r}")
+    config = replace(config, **applied)
+    if applied and "epochs" in applied and config.schedule != "constant":
+        said.append("resume: the schedule is stretched to the new number of epochs from this step on")
+    return config, said
 
 
 class _Run:
     """One process's part of a run, set up from a config and optionally a checkpoint."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, task, processes: Processes,
-                 progress: bool | None, state: dict | None) -> None:
+    def __init__(self, config: RunConfig, run_dir: Path, task, processes: Processes,
+                 progress: bool | None, state: dict | None, log) -> None:
         self.config, self.run_dir, self.task, self.processes = config, run_dir, task, processes
         self.device = processes.device
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.progress = Progress(progress if processes.is_main else False, config.epochs)
-        self.dataset = load_dataset(config.data, config.data_root, download=config.download,
-                                    image_size=config.image_size, skip_bad=config.skip_bad, seed=config.seed)
+        self.log = log
+        self.data = task.load_data(config)
         self.world = processes.world_size
         if config.batch_size % self.world:
             raise ValueError(f"batch_size {config.batch_size} is not divisible by the {self.world} processes")
         self.batch_size = config.batch_size // self.world  # per process
-        shard_size = -(-len(self.dataset.train) // self.world)
+        shard_size = -(-len(self.data.train) // self.world)
         self.steps_per_epoch = batches.batch_count(shard_size, self.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
-        preset = config.augmentation or self.dataset.augmentation
-        self.augment = augmentation(preset, self.dataset.image_size)
-        self.preset = preset
 
         torch.manual_seed(batches.derived_seed(config.seed, batches.INIT))
-        self.model = task.build_model(config, self.dataset).to(self.device)
+        self.model = task.build_model(config, self.data, initialise=state is None).to(self.device)
         self.optimizer = _optimizer(config, self.model, task)
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp and self.device.type == "cuda")
         self.state = {"epoch": 0, "batch": 0, "step": 0, "history": [],
@@ -162,45 +202,66 @@ class _Run:
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             self.state = {key: state[key] for key in self.state}
+            self.state["epoch_totals"] = _upgrade_totals(self.state["epoch_totals"])
             if self.processes.is_main:  # metrics.jsonl as of the checkpoint: later lines are redone
                 _write_lines(run_dir / "metrics.jsonl", self.state["history"])
-        self.network = self.model
+        self.objective: nn.Module = Objective(task, self.model)
         if self.world > 1:
-            self.network = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.objective = DistributedDataParallel(
+                self.objective, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=getattr(task, "find_unused_parameters", False))
         if config.compile:
-            self.network = torch.compile(self.network)
+            self.objective = torch.compile(self.objective)
         self.last_save = time.monotonic()
+
+    def say(self, line: str) -> None:
+        if self.log is not None:
+            if self.processes.is_main:
+                self.log(line)
+        else:
+            self.progress.write(line)
 
     # --- the loop ---------------------------------------------------------------------------
 
     def execute(self, stop_after_steps: int | None) -> RunResult:
         config, state = self.config, self.state
-        while state["epoch"] < config.epochs:
+        while state["epoch"] < config.epochs and not self._patience_exhausted():
             if self._train_epoch(stop_after_steps):
                 return RunResult(self.run_dir, config, state["history"], None, state["best"],
                                  self.model.eval(), state["step"])
+        if self._patience_exhausted() and state["epoch"] < config.epochs:
+            self.say(f"stopping early: no better {state['best']['metric']} for {config.patience} epochs "
+                     f"(best {state['best']['value']:.4g} in epoch {state['best']['epoch'] + 1})")
         return self._finish()
+
+    def _patience_exhausted(self) -> bool:
+        best, epoch = self.state["best"], self.state["epoch"]
+        if not self.config.patience or epoch == 0:
+            return False
+        since = epoch if best["epoch"] is None else epoch - 1 - best["epoch"]
+        return since >= self.config.patience
 
     def _train_epoch(self, stop_after_steps: int | None) -> bool:
         """Run the rest of the current epoch; True when stopped at ``stop_after_steps``."""
-        config, state, dataset = self.config, self.state, self.dataset
+        config, state = self.config, self.state
         epoch = state["epoch"]
-        order = batches.shard(batches.epoch_order(len(dataset.train), config.seed, epoch),
+        order = batches.shard(batches.epoch_order(len(self.data.train), config.seed, epoch),
                               self.processes.rank, self.world)
         self.progress.start_epoch(epoch, self.steps_per_epoch, state["batch"])
         totals = state["epoch_totals"]
         generator = torch.Generator()  # the transforms draw on the CPU
         self.model.train()
         started = time.perf_counter()
-        for x, y in batches.iterate_batches(dataset.train, order, self.batch_size, state["batch"], config.workers):
-            loss, correct = self._step(x, y, generator)
+        remaining = order[state["batch"] * self.batch_size :]
+        for batch in self.task.batches(self.data.train, remaining, self.batch_size, config):
+            count = len(batch[1])
+            loss, figures = self._step(batch, generator)
             state["batch"] += 1
             state["step"] += 1
-            totals["loss_sum"] += loss * len(y)
-            totals["correct"] += correct
-            totals["images"] += len(y)
-            self.progress.update(len(y) * self.world, loss)
+            totals["samples"] += count
+            for key, value in figures.items():
+                totals["sums"][key] = totals["sums"].get(key, 0.0) + value * count
+            self.progress.update(count * self.world, loss)
             stop = stop_after_steps is not None and state["step"] >= stop_after_steps
             if stop or self._periodic_save_due():
                 totals["seconds"] += time.perf_counter() - started
@@ -212,23 +273,21 @@ class _Run:
         self._end_epoch()
         return False
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[float, int]:
-        """One optimiser step on a batch; returns (mean loss over all processes, top-1 hits here)."""
+    def _step(self, batch, generator: torch.Generator) -> tuple[float, dict]:
+        """One optimiser step on a batch; returns (mean loss over all processes, this process's
+        figures of the batch: the objective as "loss" and every other term by name)."""
         config, state, rank = self.config, self.state, self.processes.rank
         lr = self._learning_rate(state["step"])
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        x = x.to(self.device, non_blocking=True)  # (B, C, H, W) in [0, 1]
-        y = y.to(self.device, non_blocking=True)
         generator.manual_seed(batches.derived_seed(config.seed, batches.AUGMENT, rank, state["step"]))
-        x = normalize(self.augment(x, generator), self.dataset.mean, self.dataset.std)
-        if config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         torch.manual_seed(batches.derived_seed(config.seed, batches.DROPOUT, rank, state["step"]))
+        context = Step(self.device, generator, config, self.data, state["step"])
         try:
+            arguments = self.task.prepare(batch, context)
             with torch.autocast(self.device.type, dtype=autocast_dtype(self.device), enabled=config.amp):
-                outputs = self.network(x)
-                loss = self.task.loss(outputs, y, config)
+                terms = self.objective(*arguments)
+            loss = sum(value for key, value in terms.items() if key.startswith("loss"))
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
         except (torch.OutOfMemoryError, RuntimeError) as error:
@@ -238,45 +297,41 @@ class _Run:
         # Every process checks the mean loss, so that all stop together, before any update.
         loss_value = float(sum_over_processes(loss.detach().double().cpu().reshape(1), self.processes)) / self.world
         if not math.isfinite(loss_value):
-            raise TrainingError(self._non_finite_message(loss_value, lr))
+            parts = {key: float(value.detach()) for key, value in terms.items() if key.startswith("loss")}
+            raise TrainingError(self._non_finite_message(loss_value, lr, parts))
         if config.clip_grad_norm is not None:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        return loss_value, int(self.task.correct(outputs.detach(), y))
+        names = ["loss", *(key for key in terms if key != "loss")]
+        values = torch.stack([loss.detach().float(), *(terms[key].detach().float() for key in names[1:])]).tolist()
+        return loss_value, dict(zip(names, values))
 
     def _learning_rate(self, step: int) -> float:
         config = self.config
-        return learning_rate(
-            config.schedule, config.lr, step, self.total_steps, self.steps_per_epoch,
-            warmup_steps=round(config.warmup_epochs * self.steps_per_epoch),
-            milestones=config.lr_milestones or default_milestones(config.epochs), gamma=config.lr_gamma,
-        )
+        warmup = max(config.warmup_steps, round(config.warmup_epochs * self.steps_per_epoch))
+        return learning_rate(config.schedule, config.lr, step, self.total_steps, self.steps_per_epoch,
+                             warmup_steps=warmup, milestones=config.milestones(), gamma=config.lr_gamma)
 
     def _end_epoch(self) -> None:
         config, state = self.config, self.state
         totals = state["epoch_totals"]
+        names = sorted(totals["sums"])
         summed = sum_over_processes(
-            torch.tensor([totals["loss_sum"], totals["correct"], totals["images"]], dtype=torch.float64),
+            torch.tensor([totals["samples"], *(totals["sums"][name] for name in names)], dtype=torch.float64),
             self.processes).tolist()
-        val = self.task.evaluate(self.model, self.dataset.val, self.dataset, config, self.device)
-        record = {
-            "epoch": state["epoch"],
-            "step": state["step"],
-            "train_loss": summed[0] / max(summed[2], 1),
-            "train_top1": summed[1] / max(summed[2], 1),
-            "val_loss": val["loss"],
-            "val_top1": val.get("top1"),
-            "val_top5": val.get("top5"),
-            "lr": self._learning_rate(max(state["step"] - 1, 0)),
-            "seconds": totals["seconds"],
-            "images_per_second": summed[2] / max(totals["seconds"], 1e-9),
-        }
+        samples = max(summed[0], 1)
+        val = self.task.evaluate(self.model, self.data.val, self.data, config, self.device)
+        record = {"epoch": state["epoch"], "step": state["step"]}
+        record.update({f"train_{name}": value / samples for name, value in zip(names, summed[1:])})
+        record.update({f"val_{key}": val.get(key) for key in self.task.recorded})
+        record.update(lr=self._learning_rate(max(state["step"] - 1, 0)), seconds=totals["seconds"],
+                      images_per_second=summed[0] / max(totals["seconds"], 1e-9))
         state["history"].append(record)
         value = val.get(self.task.monitor)
         best = state["best"]
-        improved = value is not None and (best["value"] is None or value > best["value"])
+        improved = value is not None and math.isfinite(value) and (best["value"] is None or value > best["value"])
         if improved:
             state["best"] = {"metric": best["metric"], "value": value, "epoch": state["epoch"]}
         state["epoch"] += 1
@@ -288,21 +343,24 @@ class _Run:
                 lines.write(json.dumps(record) + "\n")
                 lines.flush()
                 os.fsync(lines.fileno())
-        self.progress.end_epoch(record)
+        self.progress.end_epoch(record, self.task.recorded, improved)
 
     def _finish(self) -> RunResult:
-        """Evaluate the best checkpoint on the test split and write the report."""
+        """Finish the best model (closed-form stages), test it and write the report."""
         barrier(self.processes)  # best.pt is complete before anyone reads it
         best_path = self.run_dir / BEST
         if best_path.exists():
             self.model.load_state_dict(load_checkpoint(best_path)["model"])
-        test = self.task.evaluate(self.model, self.dataset.test, self.dataset, self.config, self.device)
+        if hasattr(self.task, "finish"):
+            self.task.finish(self.model, self.data, self.config, self.say)
+            if self.processes.is_main and best_path.exists():
+                save_checkpoint({**load_checkpoint(best_path), "model": self.model.state_dict()}, best_path)
+        test = self.task.evaluate(self.model, self.data.test, self.data, self.config, self.device)
         report = {}
         if self.processes.is_main:
-            report = write_report(self.run_dir, self.config, self.dataset, self.state, test, self.preset,
-                                  self.processes)
-            self.progress.write(f"test top-1 {100 * test['top1']:.2f} % (best epoch "
-                                f"{(self.state['best']['epoch'] or 0) + 1}); run folder {self.run_dir}")
+            report = write_report(self.run_dir, self.task, self.config, self.data, self.state, test, self.processes)
+            self.say(f"test {self.task.summary(test)} (best epoch {(self.state['best']['epoch'] or 0) + 1}); "
+                     f"run folder {self.run_dir}")
         return RunResult(self.run_dir, self.config, self.state["history"], test, self.state["best"],
                          self.model.eval(), self.state["step"], report)
 
@@ -326,13 +384,12 @@ class _Run:
             link_checkpoint(self.run_dir / LAST, self.run_dir / BEST)
 
     def _checkpoint(self) -> dict:
-        state, dataset = self.state, self.dataset
+        state = self.state
         return {
             "format": CHECKPOINT_FORMAT,
+            "task": self.task.name,
             "config": self.config.to_dict(),
-            "dataset": {"name": dataset.name, "classes": list(dataset.classes), "mean": list(dataset.mean),
-                        "std": list(dataset.std), "image_size": list(dataset.image_size),
-                        "in_channels": dataset.in_channels},
+            "dataset": self.task.state(self.data),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
@@ -341,7 +398,7 @@ class _Run:
             "batch": state["batch"],
             "step": state["step"],
             "best": dict(state["best"]),
-            "epoch_totals": dict(state["epoch_totals"]),
+            "epoch_totals": {**state["epoch_totals"], "sums": dict(state["epoch_totals"]["sums"])},
             "history": list(state["history"]),
             "rng": {"seed": self.config.seed, "world_size": self.world, "torch_cpu": torch.get_rng_state(),
                     "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
@@ -358,19 +415,32 @@ class _Run:
         path = self.run_dir / LAST
         return f"the last good checkpoint {path} is kept" if path.exists() else "no checkpoint was written yet"
 
-    def _non_finite_message(self, value: float, lr: float) -> str:
-        return (f"loss is {value} at {self._where()} of run {self.run_dir}; {self._last_good()}. "
-                f"Lower the learning rate (now {lr:.3g}), set clip_grad_norm (--clip-grad-norm 1), "
-                "or check the data for bad values")
+    def _non_finite_message(self, value: float, lr: float, parts: dict) -> str:
+        terms = f" ({', '.join(f'{k} {v:.4g}' for k, v in parts.items())})" if len(parts) > 1 else ""
+        return (f"loss is {value}{terms} at {self._where()} of run {self.run_dir}; {self._last_good()}. "
+                f"Lower the learning rate (now {lr:.3g}; --resume {self.run_dir} --lr {lr / 10:.3g}), set "
+                "clip_grad_norm (--clip-grad-norm 1), or check the data for bad values")
 
     def _out_of_memory_message(self) -> str:
         smaller = max(self.config.batch_size // 2, self.world)
         return (f"out of memory on {self.device} with batch size {self.config.batch_size} "
                 f"({self.batch_size} per process) at {self._where()}; {self._last_good()} (untouched). "
-                f"Use a smaller batch size, e.g. --batch-size {smaller}, and resume or start again")
+                f"Use a smaller batch size, e.g. --batch-size {smaller}, and start again")
 
 
-def _optimizer(config: TrainConfig, model: nn.Module, task) -> torch.optim.Optimizer:
+class Objective(nn.Module):
+    """The task's losses as a module's forward pass: what DistributedDataParallel and
+    `torch.compile` wrap, so that detectors' ``model.loss(...)`` is synchronised like ``model(x)``."""
+
+    def __init__(self, task, model: nn.Module) -> None:
+        super().__init__()
+        self.task, self.model = task, model
+
+    def forward(self, *arguments) -> dict:
+        return self.task.losses(self.model, *arguments)
+
+
+def _optimizer(config: RunConfig, model: nn.Module, task) -> torch.optim.Optimizer:
     if hasattr(task, "parameter_groups"):
         parameters = task.parameter_groups(model, config)
     else:
@@ -387,32 +457,80 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 def _zero_totals() -> dict:
-    return {"loss_sum": 0.0, "correct": 0, "images": 0, "seconds": 0.0}
+    """The running sums of an epoch's training figures: samples seen, seconds, and per figure
+    the sum of (batch value × batch size)."""
+    return {"samples": 0, "seconds": 0.0, "sums": {}}
+
+
+def _upgrade_totals(totals: dict) -> dict:
+    """Totals of a checkpoint written before figures were named (loss_sum, correct, images)."""
+    if "sums" in totals:
+        return totals
+    return {"samples": totals["images"], "seconds": totals["seconds"],
+            "sums": {"loss": totals["loss_sum"], "top1": float(totals["correct"])} if totals["images"] else {}}
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
     return any((run_dir / name).exists() for name in (LAST, PREVIOUS))
 
 
-def new_run_dir(config: TrainConfig) -> Path:
-    """Create and return ``runs_dir/name``; a derived name gets the first free ``-2``, ``-3``…"""
+@dataclass
+class ClaimedRunDir:
+    """A run folder this process holds an exclusive lock on until the ``with`` block ends."""
+
+    path: Path
+    descriptor: int
+
+    def __enter__(self) -> ClaimedRunDir:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.descriptor)  # releases the lock
+
+
+def claim(run_dir: Path) -> ClaimedRunDir:
+    """Lock the folder ``run_dir`` for this process (``flock`` on the folder itself, released when
+    the process ends, however it ends). Raises ValueError when another process holds it."""
+    descriptor = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise ValueError(f"run folder {run_dir} is in use by another training process; wait for it, "
+                         "or choose another name") from None
+    return ClaimedRunDir(run_dir, descriptor)
+
+
+def _claim(run_dir: Path, processes: Processes):
+    """Process 0's claim on an existing run folder (resume); the others hold nothing."""
+    return claim(run_dir) if processes.is_main else contextlib.nullcontext()
+
+
+def new_run_dir(config: RunConfig) -> ClaimedRunDir:
+    """Create and claim ``runs_dir/name``; a derived name gets the first free ``-2``, ``-3``…
+
+    A given name that holds a run (a checkpoint) or that another process is training into is
+    refused (ValueError naming the folder); an empty or checkpoint-less folder is taken over.
+    """
     runs_dir = Path(config.runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
     if config.name:
         run_dir = runs_dir / config.name
+        run_dir.mkdir(exist_ok=True)
+        claimed = claim(run_dir)
         if _has_checkpoint(run_dir):
+            claimed.__exit__()
             raise ValueError(f"run folder {run_dir} already holds a run; resume it (--resume {run_dir}) "
                              "or choose another name")
-        run_dir.mkdir(exist_ok=True)
-        return run_dir
-    base = f"{config.model}-{Path(config.data).name or 'data'}"
+        return claimed
+    base = config.default_name()
     for number in range(1, 100_000):
         run_dir = runs_dir / (base if number == 1 else f"{base}-{number}")
         try:
             run_dir.mkdir()
-            return run_dir
         except FileExistsError:
             continue
+        return claim(run_dir)
     raise RuntimeError(f"{runs_dir}: no free run name {base}-N; pass a name")
 
 

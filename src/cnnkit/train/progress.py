@@ -50,16 +50,19 @@ class Progress:
             self.write(f"epoch {self.epoch + 1}/{self.epochs} batch {self.done}/{self.batches} "
                        f"loss {self.loss_sum / self.images:.4f} {rate:.0f} img/s, epoch ETA {eta:.0f} s")
 
-    def end_epoch(self, record: dict) -> None:
+    def end_epoch(self, record: dict, recorded=(), improved: bool = False) -> None:
+        """One line: the training figures, the validation figures ``val_KEY`` for KEY in
+        ``recorded``, the learning rate and the speed."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         if self.silent:
             return
+        train = ", ".join(f"{key[6:]} {_figure(key, value)}" for key, value in record.items()
+                          if key.startswith("train_"))
+        val = ", ".join(f"{key} {_figure(key, record.get('val_' + key))}" for key in recorded)
         self.write(
-            f"epoch {record['epoch'] + 1}/{self.epochs}: train loss {record['train_loss']:.4f} "
-            f"acc {_percent(record.get('train_top1'))}, val loss {record['val_loss']:.4f} "
-            f"top-1 {_percent(record['val_top1'])} top-5 {_percent(record['val_top5'])}, "
+            f"epoch {record['epoch'] + 1}/{self.epochs}: train {train}; val {val}{' (best)' if improved else ''}; "
             f"lr {record['lr']:.3g}, {record['seconds']:.1f} s, {record['images_per_second']:.0f} img/s"
         )
 
@@ -72,5 +75,10 @@ class Progress:
             print(line, file=self.stream, flush=True)
 
 
-def _percent(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
+def _figure(key: str, value) -> str:
+    """A loss with four decimals, an accuracy (top1, top5) in percent, anything else with four digits."""
+    if value is None:
+        return "-"
+    if key.endswith(("top1", "top5")):
+        return f"{100 * value:.2f} %"
+    return f"{value:.4f}" if "loss" in key else f"{value:.4g}"

@@ -1,5 +1,7 @@
-"""The run report: test metrics, per-class accuracy, confusion matrix, skipped files, timing and
-environment, as ``report.json`` (for scripts) and ``report.md`` (for people)."""
+"""The run report of any task: what the splits hold, the test figures, the best epoch, timing and
+environment, and what the task adds (per-class accuracy and confusion matrix for
+classification, per-class AP for detection…), as ``report.json`` (for scripts) and
+``report.md`` (for people)."""
 
 from __future__ import annotations
 
@@ -29,68 +31,59 @@ def environment(processes) -> dict:
     }
 
 
-def write_report(run_dir: Path, config, dataset, state: dict, test: dict, augmentation: str, processes) -> dict:
-    """Write report.json and report.md into ``run_dir``; returns the report dict."""
+def write_report(run_dir: Path, task, config, data, state: dict, test: dict, processes) -> dict:
+    """Write report.json and report.md into ``run_dir``; returns the report dict.
+
+    Common to every task: the run, the task, what each split holds (``task.describe``), the
+    test figures (numbers only; the task's report adds the rest), the best epoch, timing and
+    environment.
+    """
     history = state["history"]
     seconds = sum(record["seconds"] for record in history)
     images = sum(record["images_per_second"] * record["seconds"] for record in history)
     report = {
         "run": run_dir.name,
-        "model": config.model,
-        "data": dataset.to_dict() if hasattr(dataset, "to_dict") else {"name": dataset.name},
-        "augmentation": augmentation,
-        "test": {key: test[key] for key in ("loss", "top1", "top5", "count") if key in test},
-        "per_class_accuracy": dict(zip(dataset.classes, test.get("per_class_accuracy", []))),
-        "confusion_matrix": test.get("confusion_matrix"),
+        "task": task.name,
+        "model": getattr(config, "model", None) or getattr(config, "method", None),
+        "data": task.describe(data),
+        "test": {key: value for key, value in test.items() if value is None or isinstance(value, (int, float))},
         "best": state["best"],
         "epochs": len(history),
         "steps": state["step"],
-        "skipped": [{"path": str(path), "reason": reason} for path, reason in dataset.skipped],
         "timing": {"train_seconds": seconds, "images_per_second": images / seconds if seconds else None},
         "environment": environment(processes),
     }
+    if hasattr(task, "report"):
+        report.update(task.report(data, test))
     with atomic_write(run_dir / "report.json") as temporary:
         temporary.write_text(json.dumps(report, indent=2) + "\n")
     with atomic_write(run_dir / "report.md") as temporary:
-        temporary.write_text(_markdown(report, dataset.classes))
+        temporary.write_text(_markdown(report, task, test))
     return report
 
 
-def _markdown(report: dict, classes: list[str]) -> str:
-    test, timing, env = report["test"], report["timing"], report["environment"]
-    best = report["best"]
+def _markdown(report: dict, task, test: dict) -> str:
+    timing, env, best = report["timing"], report["environment"], report["best"]
+    value = best["value"]
     lines = [
-        f"# Run {report['run']}: {report['model']} on {report['data']['name']}",
+        f"# Run {report['run']}: {report['model']} on {report['data'].get('name', 'data')} ({report['task']})",
         "",
-        f"Test top-1 **{_percent(test.get('top1'))}**, top-5 {_percent(test.get('top5'))}, "
-        f"loss {test.get('loss', float('nan')):.4f} on {test.get('count', 0)} images, with the checkpoint "
-        f"of epoch {(best['epoch'] or 0) + 1} (best {best['metric']} {_percent(best['value'])}).",
+        f"Test: **{task.summary(test)}**, with the checkpoint of epoch {(best['epoch'] or 0) + 1} "
+        f"(best {best['metric']} {'-' if value is None else f'{value:.4f}'}).",
         "",
         f"{report['epochs']} epochs, {report['steps']} steps, {timing['train_seconds']:.1f} s of training"
-        + (f", {timing['images_per_second']:.0f} images/s" if timing["images_per_second"] else "")
-        + f"; augmentation {report['augmentation']}.",
+        + (f", {timing['images_per_second']:.0f} images/s" if timing["images_per_second"] else "") + ".",
         "",
-        "## Per-class accuracy",
-        "",
-        "| class | accuracy |",
-        "|---|---|",
     ]
-    lines += [f"| {name} | {_percent(value)} |" for name, value in report["per_class_accuracy"].items()]
-    matrix = report["confusion_matrix"]
-    if matrix:
-        lines += ["", "## Confusion matrix (rows: true class, columns: predicted)", "",
-                  "| | " + " | ".join(classes) + " |", "|---" * (len(classes) + 1) + "|"]
-        lines += [f"| {name} | " + " | ".join(str(v) for v in row) + " |" for name, row in zip(classes, matrix)]
-    lines += ["", "## Skipped files", ""]
-    lines += [f"- {item['path']}: {item['reason']}" for item in report["skipped"]] or ["none"]
+    sizes = report["data"].get("sizes")
+    if sizes:
+        lines += ["Images: " + ", ".join(f"{split} {count}" for split, count in sizes.items()) + ".", ""]
+    if hasattr(task, "markdown"):
+        lines += task.markdown(report)
     lines += ["", "## Environment", "", f"Python {env['python']}, torch {env['torch']}, cnnkit {env['cnnkit']}; "
               f"{env['cpu']}, {env['threads']} threads; device {env['device']}"
               + (f" ({env['cuda']})" if env["cuda"] else "") + f"; {env['processes']} process(es).", ""]
     return "\n".join(lines)
-
-
-def _percent(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f} %"
 
 
 def cpu_name() -> str:

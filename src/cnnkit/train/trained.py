@@ -47,6 +47,9 @@ def load_trained(path: str | os.PathLike) -> TrainedModel:
             state, path = load_latest(path)
     else:
         state = load_checkpoint(path)
+    kind = state.get("task", "classification")
+    if kind != "classification":
+        raise ValueError(f"{path} holds a {kind} model, not a classifier; use the {kind} commands")
     config = TrainConfig.from_dict(state["config"])
     data = state["dataset"]
     image_size = (int(data["image_size"][0]), int(data["image_size"][1]))

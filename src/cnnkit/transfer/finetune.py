@@ -70,13 +70,24 @@ class FineTuneTask(ClassificationTask):
         self.freeze_bn = freeze_bn
         self.head = head
 
-    def build_model(self, config, dataset) -> nn.Module:
+    def build_model(self, config, dataset, initialise: bool = True) -> nn.Module:
         """The pretrained network with a fresh classifier for ``dataset``'s classes, its input
-        adapted to the dataset's channels, the layers below the top blocks frozen."""
+        adapted to the dataset's channels, the layers below the top blocks frozen (without
+        ``initialise`` the weights are left for the checkpoint's)."""
         check_target(dataset)
         pretrained = self.pretrained
         model = create_model(pretrained.architecture, num_classes=dataset.num_classes,
                              in_channels=pretrained.in_channels)
+        if initialise:
+            self._initialise(model)
+        dataset.mean, dataset.std = adapt_input(model, list(pretrained.mean), list(pretrained.std),
+                                                dataset.in_channels)
+        self._freeze(model)
+        return model
+
+    def _initialise(self, model: nn.Module) -> None:
+        """The pretrained weights below the classifier, and the classifier's from ``head``."""
+        pretrained = self.pretrained
         head = model.classifier_name + "."
         state = {k: v for k, v in pretrained.model.state_dict().items() if not k.startswith(head)}
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -89,10 +100,6 @@ class FineTuneTask(ClassificationTask):
                 raise ValueError(f"initial head {tuple(self.head.weight.shape)} does not fit the classifier "
                                  f"{tuple(classifier.weight.shape)}")
             classifier.load_state_dict(self.head.state_dict())
-        dataset.mean, dataset.std = adapt_input(model, list(pretrained.mean), list(pretrained.std),
-                                                dataset.in_channels)
-        self._freeze(model)
-        return model
 
     def _freeze(self, model: nn.Module) -> None:
         """Freeze every layer below the first of the top blocks; that block, every layer after it
@@ -131,7 +138,8 @@ class FineTuneTask(ClassificationTask):
         ]
         return [group for group in groups if group["params"]]
 
-    def describe(self) -> dict:
+    def settings(self) -> dict:
+        """What transfer.json records to rebuild this task on resume."""
         return {"top_blocks": self.top_blocks, "pretrained_lr_scale": self.pretrained_lr_scale,
                 "freeze_bn": self.freeze_bn, "head_from_linear_probe": self.head is not None}
 

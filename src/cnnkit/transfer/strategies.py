@@ -113,10 +113,11 @@ def transfer(source, data, *, strategy: str = "auto", layer: str | None = None, 
                 layer = probe.best.layer
         score = next((s for s in probe.scores if s.layer == layer), None) if probe else None
         score = score or fit_layer(target, layer)
-        run_dir = new_run_dir(config)
-        config = replace(config, name=run_dir.name)
-        test = _write_feature_run(run_dir, config, target, score, {**settings, "layer": layer,
-                                  "probe": probe.to_dict() if probe else None})
+        with new_run_dir(config) as claimed:
+            run_dir = claimed.path
+            config = replace(config, name=run_dir.name)
+            test = _write_feature_run(run_dir, config, target, score, {**settings, "layer": layer,
+                                      "probe": probe.to_dict() if probe else None})
         return TransferResult(run_dir, strategy, layer, test, score.val_top1, time.perf_counter() - started,
                               target.notes, advice)
 
@@ -129,7 +130,7 @@ def transfer(source, data, *, strategy: str = "auto", layer: str | None = None, 
     task = FineTuneTask(pretrained, top if strategy == "finetune-top" else None, pretrained_lr_scale, freeze_bn,
                         head=start.classifier.as_linear())
     result = train(config, task=task, progress=progress)
-    _write_json(result.run_dir / TRANSFER_FILE, {**settings, "layer": None, **task.describe()})
+    _write_json(result.run_dir / TRANSFER_FILE, {**settings, "layer": None, **task.settings()})
     best = result.best.get("value")
     return TransferResult(result.run_dir, strategy, None, result.report.get("test", result.test), best,
                           time.perf_counter() - started, target.notes, advice)
