@@ -180,6 +180,7 @@ class _Run:
             torch.set_num_threads(config.threads)
         self.progress = Progress(progress if processes.is_main else False, config.epochs)
         self.log = log
+        task.say = self.say
         self.data = task.load_data(config)
         self.world = processes.world_size
         if config.batch_size % self.world:
@@ -352,7 +353,7 @@ class _Run:
         if best_path.exists():
             self.model.load_state_dict(load_checkpoint(best_path)["model"])
         if hasattr(self.task, "finish"):
-            self.task.finish(self.model, self.data, self.config, self.say)
+            self.task.finish(self.model, self.data, self.config)
             if self.processes.is_main and best_path.exists():
                 save_checkpoint({**load_checkpoint(best_path), "model": self.model.state_dict()}, best_path)
         test = self.task.evaluate(self.model, self.data.test, self.data, self.config, self.device)

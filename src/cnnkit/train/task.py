@@ -29,9 +29,11 @@ stopping, progress and the report. A task owns everything that depends on what i
     summary(metrics)          → the headline figures in one line
 
 and optionally parameter_groups(model, config) (optimiser groups ``{"params", "lr_scale"}``),
-finish(model, data, config, log) (a closed-form stage after the gradient steps, such as R-CNN's
+finish(model, data, config) (a closed-form stage after the gradient steps, such as R-CNN's
 SVMs, applied to the best model before it is tested), report(data, test) (extra fields of
 report.json), markdown(report) (extra lines of report.md) and find_unused_parameters (for DDP).
+Before load_data the engine sets ``task.say``, a function that prints one line where the run
+prints (process 0 only): the data's split sizes, what initialised the model, and so on.
 
 `losses` runs inside the engine's wrapper module, so DistributedDataParallel sees the forward
 pass whatever verb the model uses (``model(x)`` or ``model.loss(images, targets)``).
