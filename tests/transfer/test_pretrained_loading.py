@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from cnnkit.models import create_model
 from cnnkit.models.weights import WeightsMismatchError
-from cnnkit.transfer.backbone import adapt_input, check_target, load_pretrained, recognise_architecture
+from cnnkit.models.recognition import recognise_architecture
+from cnnkit.transfer.backbone import adapt_input, check_target, load_pretrained
 
 from transfer_helpers import CIFAR_WEIGHTS, tiny_dataset
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import types
 import typing
 from pathlib import Path
 
 from cnnkit.cli.output import print_result
-from cnnkit.cli.runs import add_train_options
+from cnnkit.cli.runs import add_device_option, add_train_options
 from cnnkit.data import load_dataset
 from cnnkit.models.export import EXPORT_FORMATS, export_model
-from cnnkit.train import TrainConfig, evaluate, load_trained, resume, train
+from cnnkit.inference import open_model
+from cnnkit.train import TrainConfig, evaluate, resume, train
+from cnnkit.train.distributed import resolve_device
 from cnnkit.train.figures import confusion_matrix_figure, learning_curves_figure
 from cnnkit.train.predict import predict
 
@@ -125,22 +128,34 @@ def train_command(args) -> int:
     return 0
 
 
+def open_classifier(path: str, command: str):
+    """`open_model` for a command that needs a classifier; another task's model is refused by name."""
+    opened = open_model(path)
+    if opened.task != "classification":
+        group = "detect" if opened.task == "detection" else "segment"
+        raise ValueError(f"{path} holds a {opened.task} model; use cnnkit {group} {command}")
+    return opened
+
+
 def evaluate_command(args) -> int:
-    trained = load_trained(args.run)
-    config = trained.config
-    dataset = load_dataset(args.data or config.data, args.data_root if args.data else config.data_root,
-                           image_size=trained.image_size, skip_bad=args.skip_bad, seed=config.seed)
-    if list(dataset.classes) != list(trained.classes):
-        raise ValueError(
-            f"{args.data or config.data}: classes {dataset.classes} differ from the model's {trained.classes}"
-        )
-    metrics = evaluate(trained.model, getattr(dataset, args.split), mean=trained.mean, std=trained.std,
-                       num_classes=len(trained.classes))
+    opened = open_classifier(args.run, "evaluate")
+    config = opened.config or {}
+    data = args.data or config.get("data")
+    if data is None:
+        raise ValueError(f"{args.run} is a weights file, not a run: name the data to evaluate on (--data)")
+    dataset = load_dataset(data, args.data_root if args.data else config.get("data_root"),
+                           image_size=opened.image_size, skip_bad=args.skip_bad, seed=config.get("seed", 0))
+    if opened.config is None and len(dataset.classes) == len(opened.classes):
+        opened.classes = list(dataset.classes)  # a plain weights file names no classes: the data's, in order
+    if list(dataset.classes) != list(opened.classes):
+        raise ValueError(f"{data}: classes {dataset.classes} differ from the model's {opened.classes}")
+    metrics = evaluate(opened.model, getattr(dataset, args.split), mean=opened.mean, std=opened.std,
+                       num_classes=len(opened.classes), device=resolve_device(args.device))
     figure_path = Path(args.output) if args.output else (
         Path(args.run) / f"confusion_{args.split}.png" if Path(args.run).is_dir() else Path(f"confusion_{args.split}.png"))
-    confusion_matrix_figure(metrics["confusion_matrix"], trained.classes, figure_path, title=f"{dataset.name} {args.split}")
-    worst = sorted(zip(metrics["per_class_accuracy"], trained.classes), key=lambda pair: (pair[0] is None, pair[0]))[:3]
-    print_result(args, {**metrics, "classes": trained.classes, "figure": str(figure_path), "skipped": dataset.skipped}, [
+    confusion_matrix_figure(metrics["confusion_matrix"], opened.classes, figure_path, title=f"{dataset.name} {args.split}")
+    worst = sorted(zip(metrics["per_class_accuracy"], opened.classes), key=lambda pair: (pair[0] is None, pair[0]))[:3]
+    print_result(args, {**metrics, "classes": opened.classes, "figure": str(figure_path), "skipped": dataset.skipped}, [
         f"{dataset.name} {args.split}: top-1 {metrics['top1']:.2%}, top-5 {metrics['top5']:.2%}, "
         f"loss {metrics['loss']:.4f} ({metrics['count']} images)",
         "weakest classes: " + ", ".join(f"{name} {value:.1%}" for value, name in worst if value is not None),
@@ -150,10 +165,13 @@ def evaluate_command(args) -> int:
 
 
 def predict_command(args) -> int:
-    predictions = predict(load_trained(args.run), args.images, topk=args.topk)
+    opened = open_classifier(args.run, "predict")
+    predictions = predict(opened, args.images, topk=args.topk, device=resolve_device(args.device))
     if args.format == "json":
         print(json.dumps([p.to_dict() for p in predictions]))
         return 0
+    for note in opened.notes:
+        print(f"note: {note}", file=sys.stderr)
     for prediction in predictions:
         ranked = ", ".join(f"{name} {p:.1%}" for name, p in zip(prediction.classes, prediction.probabilities))
         print(f"{prediction.path}: {ranked}")
@@ -161,13 +179,13 @@ def predict_command(args) -> int:
 
 
 def export_command(args) -> int:
-    trained = load_trained(args.run)
+    opened = open_classifier(args.run, "export")
     suffix = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}[args.format_]
     output = Path(args.output) if args.output else (
         Path(args.run) / f"model{suffix}" if Path(args.run).is_dir() else Path(args.run).with_suffix(suffix))
-    metadata = {"class_names": trained.classes, "mean": trained.mean, "std": trained.std,
-                "image_size": list(trained.image_size), "architecture": trained.config.model}
-    report = export_model(trained.model, output, (trained.in_channels, *trained.image_size), args.format_, metadata)
+    metadata = {"class_names": opened.classes, "mean": opened.mean, "std": opened.std,
+                "image_size": list(opened.image_size), "architecture": opened.architecture}
+    report = export_model(opened.model, output, (opened.in_channels, *opened.image_size), args.format_, metadata)
     if args.json:
         print(json.dumps({"path": str(report.path), "format": report.format, "max_abs_difference": report.max_abs_difference}))
     else:
@@ -188,21 +206,25 @@ def add_commands(subparsers) -> None:
         "evaluate", help="accuracy, per-class accuracy and confusion matrix of a trained model",
         description="Evaluate a run (its best checkpoint) or a checkpoint file on a dataset split.",
         epilog=EVALUATE_EXAMPLES, formatter_class=formatter)
-    parser.add_argument("run", metavar="RUN|CHECKPOINT", help="a run folder or a checkpoint file")
+    parser.add_argument("run", metavar="RUN|WEIGHTS", help="a run folder, a checkpoint or a weights file "
+                        "(safetensors, torchvision's or another plain state dict)")
     parser.add_argument("--data", help="dataset to evaluate on (default: the one the run trained on)")
     parser.add_argument("--data-root", help="folder of a standard-format dataset given by --data")
     parser.add_argument("--split", choices=("train", "val", "test"), default="test", help="(default: %(default)s)")
     parser.add_argument("--skip-bad", action="store_true", help="leave unreadable image files out and list them")
     parser.add_argument("-o", "--output", help="confusion-matrix figure (default: RUN/confusion_SPLIT.png)")
+    add_device_option(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=evaluate_command)
 
     parser = subparsers.add_parser(
         "predict", help="the most probable classes of image files",
         description="Classify image files with a trained model.", epilog=PREDICT_EXAMPLES, formatter_class=formatter)
-    parser.add_argument("run", metavar="RUN|CHECKPOINT", help="a run folder or a checkpoint file")
+    parser.add_argument("run", metavar="RUN|WEIGHTS", help="a run folder, a checkpoint or a weights file "
+                        "(safetensors, torchvision's or another plain state dict)")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, …)")
     parser.add_argument("--topk", type=int, default=5, help="how many classes to list per image (default: %(default)s)")
+    add_device_option(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=predict_command)
 
@@ -210,7 +232,8 @@ def add_commands(subparsers) -> None:
         "export", help="write a trained model as ONNX, TorchScript or safetensors, verified",
         description="Export a trained model for deployment; the file is checked against PyTorch before success is reported.",
         epilog=EXPORT_EXAMPLES, formatter_class=formatter)
-    parser.add_argument("run", metavar="RUN|CHECKPOINT", help="a run folder or a checkpoint file")
+    parser.add_argument("run", metavar="RUN|WEIGHTS", help="a run folder, a checkpoint or a weights file "
+                        "(safetensors, torchvision's or another plain state dict)")
     parser.add_argument("--format", dest="format_", choices=EXPORT_FORMATS, default="onnx", help="(default: %(default)s)")
     parser.add_argument("-o", "--output", help="output file (default: RUN/model.onnx, .pt or .safetensors)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -77,7 +77,8 @@ class Subject:
 
 
 def load_subject(spec: str, weights: str | None) -> Subject:
-    """A registry name (with optional weights file) or a run folder / checkpoint of ``cnnkit train``."""
+    """A registry name (with optional weights file), or a run folder, checkpoint or weights file
+    (`cnnkit.inference.open_model`)."""
     if spec in list_models():
         torch.manual_seed(0)  # random weights, when no file is given, are the same every run
         model = create_model(spec, weights=weights).eval()
@@ -87,12 +88,13 @@ def load_subject(spec: str, weights: str | None) -> Subject:
     if weights is not None:
         raise ValueError(f"--weights goes with a registry model name; {spec!r} is not one (known: {', '.join(list_models())})")
     if not Path(spec).exists():
-        raise ValueError(f"{spec!r} is neither a model name ({', '.join(list_models())}) nor a run folder or checkpoint")
-    from cnnkit.train import load_trained
+        raise ValueError(f"{spec!r} is neither a model name ({', '.join(list_models())}) nor a run folder, "
+                         "checkpoint or weights file")
+    from cnnkit.cli.train import open_classifier
 
-    trained = load_trained(spec)
-    return Subject(trained.model.eval(), spec, tuple(trained.image_size), trained.in_channels, tuple(trained.mean),
-                   tuple(trained.std), list(trained.classes), True)
+    opened = open_classifier(spec, "predict")
+    return Subject(opened.model, spec, tuple(opened.image_size), opened.in_channels, tuple(opened.mean),
+                   tuple(opened.std), list(opened.classes), True)
 
 
 def _subject(args) -> Subject:

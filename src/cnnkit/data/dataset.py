@@ -51,7 +51,9 @@ class ImageSet(torch.utils.data.Dataset):
     In memory (``in_memory=True``): ``images`` is ``(N, C, H, W)`` uint8 (values/255) or float32
     in [0, 1], ``files`` is None. Streamed: ``images`` is None and ``files`` lists N paths, each
     read with :func:`~cnnkit.data.images.read_image`, converted to ``channels`` and resized to
-    ``image_size`` when accessed. ``labels`` is a ``(N,)`` int64 tensor either way.
+    ``image_size`` when accessed. ``labels`` is a ``(N,)`` int64 tensor either way. ``names``:
+    where each image came from (its file, for images decoded into memory), or None for data
+    that has no files (built-in sets); streamed sets are named by their files.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class ImageSet(torch.utils.data.Dataset):
         files: Sequence[str | os.PathLike] | None = None,
         image_size: tuple[int, int] | None = None,
         channels: int | None = None,
+        names: Sequence[str] | None = None,
     ) -> None:
         if (images is None) == (files is None):
             raise ValueError("an ImageSet holds either images (in memory) or files (streamed), not both")
@@ -80,6 +83,9 @@ class ImageSet(torch.utils.data.Dataset):
                 raise ValueError("a streamed ImageSet needs image_size and channels")
         self.images = images
         self.files = files
+        self.names = files if names is None else [str(name) for name in names]
+        if self.names is not None and len(self.names) != len(self.labels):
+            raise ValueError(f"{len(self.names)} names but {len(self.labels)} labels")
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.channels = int(channels)
 
@@ -124,10 +130,10 @@ class ImageSet(torch.utils.data.Dataset):
     def subset(self, indices: Tensor) -> ImageSet:
         """The images at ``indices``, as a new ImageSet (in memory: a copy of those rows)."""
         indices = torch.as_tensor(indices, dtype=torch.int64)
+        names = None if self.names is None else [self.names[int(i)] for i in indices]
         if self.images is not None:
-            return ImageSet(self.labels[indices], images=self.images[indices])
-        files = [self.files[int(i)] for i in indices]
-        return ImageSet(self.labels[indices], files=files, image_size=self.image_size, channels=self.channels)
+            return ImageSet(self.labels[indices], images=self.images[indices], names=names)
+        return ImageSet(self.labels[indices], files=names, image_size=self.image_size, channels=self.channels)
 
     def class_counts(self, num_classes: int) -> Tensor:
         """Images per class, ``(num_classes,)`` int64."""
@@ -237,6 +243,12 @@ class Dataset:
             "in_memory": self.train.in_memory,
             "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
         }
+
+    def split_files(self) -> dict[str, list[str]] | None:
+        """The files of each split (train, val, test), or None for data without files."""
+        if self.train.names is None:
+            return None
+        return {split: list(getattr(self, split).names) for split in ("train", "val", "test")}
 
 
 def build_dataset(

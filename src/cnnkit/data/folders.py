@@ -185,7 +185,7 @@ def load_files(
             images = torch.stack([set_channels(decoded[k], channels) for k in kept])  # (N, C, H, W) uint8
     label_tensor = _label_tensor([labels[i] for i in good], classes)
     everything = (
-        ImageSet(label_tensor, images=images)
+        ImageSet(label_tensor, images=images, names=[files[i] for i in good])
         if in_memory
         else ImageSet(label_tensor, files=[files[i] for i in good], image_size=size, channels=channels)
     )

@@ -8,6 +8,7 @@ optionally loads weights; :func:`list_models` lists the names.
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 from collections.abc import Callable
 
@@ -71,4 +72,19 @@ def create_model(
         from cnnkit.models.weights import load_weights
 
         load_weights(model, weights)
+    return model
+
+
+def create_classifier(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+    """`create_model` for ``num_classes``, ``in_channels`` and images of ``image_size`` (H, W):
+    models whose builder takes an ``input_size`` (fully connected layers sized for the input,
+    as LeNets) get the image's height. Raises ValueError for a non-square image such a model
+    cannot take."""
+    model = create_model(name, num_classes=num_classes, in_channels=in_channels)
+    height, width = image_size
+    wanted = tuple(getattr(model, "default_input_size", (in_channels, height, width))[1:])
+    if wanted != (height, width) and "input_size" in inspect.signature(type(model).__init__).parameters:
+        if height != width:
+            raise ValueError(f"{name} takes square images; the data is {height}×{width} (pass image_size)")
+        model = create_model(name, num_classes=num_classes, in_channels=in_channels, input_size=height)
     return model

@@ -144,11 +144,20 @@ def load_weights(
     """
     path = existing_file(path)
     state, metadata = read_state_dict(path, trusted=trusted)
+    return apply_state_dict(model, state, path, metadata, strict=strict, reset_head=reset_head)
+
+
+def apply_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: str | os.PathLike = "weights",
+                     metadata: dict | None = None, strict: bool = True, reset_head: bool = False) -> LoadReport:
+    """Load a state dict already read from ``path`` (`read_state_dict`) into ``model``, as
+    `load_weights` does (wrapper prefixes removed, ``strict``, ``reset_head``): a file is read
+    once however many times it is matched."""
+    path = Path(path)
     model_state = model.state_dict()
     state = strip_wrapper_prefixes(state, model_state)
     head = _classifier_prefix(model) if reset_head else None
 
-    report = LoadReport(path=path, metadata=metadata)
+    report = LoadReport(path=path, metadata=metadata or {})
     to_load = {}
     for key, tensor in state.items():
         if key not in model_state:
@@ -181,19 +190,30 @@ def load_weights(
 
 
 def read_state_dict(
-    path: str | os.PathLike, trusted: bool = False
+    path: str | os.PathLike, trusted: bool = False, already_read=None
 ) -> tuple[dict[str, torch.Tensor], dict]:
     """Read the tensors of a weights file, unwrapped from its container, and its metadata.
 
     Returns ``(state_dict, metadata)``; metadata is the decoded safetensors metadata (see
-    `read_metadata`) or ``{}`` for torch files. Raises as `load_weights` does.
+    `read_metadata`) or ``{}`` for torch files. ``already_read``: the object `torch_file_or_none`
+    gave for this torch file, unwrapped instead of reading the file again. Raises as
+    `load_weights` does.
     """
     path = existing_file(path)
+    if already_read is not None:
+        return _unwrap_state_dict(already_read, path), {}
     if _format_of(path) == "safetensors":
         header, state = _read_safetensors(path, with_tensors=True)
         return state, _decode_metadata(header.get("__metadata__") or {})
     checkpoint = load_torch_file(path, trusted)
     return _unwrap_state_dict(checkpoint, path), {}
+
+
+def torch_file_or_none(path: str | os.PathLike):
+    """What a torch checkpoint holds, read with ``weights_only=True``; None, without reading it,
+    for a safetensors file (which `read_state_dict` reads with cnnkit's own header checks)."""
+    path = existing_file(path)
+    return None if _format_of(path) == "safetensors" else load_torch_file(path, trusted=False)
 
 
 def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:

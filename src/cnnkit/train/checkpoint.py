@@ -73,7 +73,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = load_torch_file(path, trusted=False)
+    return check_checkpoint(load_torch_file(path, trusted=False), path)
+
+
+def check_checkpoint(state, path: Path) -> dict:
+    """``state`` (read from ``path``) when it is a training checkpoint this cnnkit reads, else
+    `CorruptCheckpointError` saying what it is instead."""
     if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
         keys = ", ".join(map(str, state)) if isinstance(state, dict) else type(state).__name__
         raise CorruptCheckpointError(

@@ -130,7 +130,8 @@ def resume(run_dir: str | os.PathLike, *, task=None, progress: bool | None = Non
     task: the run's task (default classification); a checkpoint of another task is refused,
         naming it. changes: config fields to change, only those in `RESUMABLE` (more epochs,
         another learning rate after a non-finite loss, another device…); each change is
-        reported, and any other field that differs from the run's raises ValueError naming it.
+        reported and config.json rewritten, and any other field that differs from the run's
+        raises ValueError naming it.
     """
     run_dir = Path(run_dir)
     task = task or ClassificationTask()
@@ -144,6 +145,8 @@ def resume(run_dir: str | os.PathLike, *, task=None, progress: bool | None = Non
     with process_group(resolve_device(config.device)) as processes:
         with _claim(run_dir, processes):
             run = _Run(config, run_dir, task, processes, progress, state, log)
+            if said and processes.is_main:
+                _write_json(run_dir / "config.json", config.to_dict())
             for line in said:
                 run.say(line)
             return run.execute(stop_after_steps)

@@ -18,7 +18,6 @@ from cnnkit.data import read_image
 from cnnkit.data.dataset import set_channels
 from cnnkit.data.transforms import normalize, resize
 from cnnkit.models.speed import prepare_for_inference
-from cnnkit.train.trained import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -34,9 +33,13 @@ class Prediction:
 
 
 def predict(
-    trained: TrainedModel, paths: Sequence[str | os.PathLike], topk: int = 5, batch_size: int = 32
+    trained, paths: Sequence[str | os.PathLike], topk: int = 5, batch_size: int = 32,
+    device: torch.device | str = "cpu",
 ) -> list[Prediction]:
     """Top-``topk`` classes and probabilities for every image file in ``paths``.
+
+    trained: a classifier with what its inputs need (`cnnkit.inference.OpenedModel`, or a
+    `TrainedModel`: model, classes, mean, std, image_size, in_channels).
 
     Raises the errors of `read_image` (naming the file) for a missing, corrupt or oversized
     image, before any prediction is made, so a bad path in a list is found at once.
@@ -45,10 +48,12 @@ def predict(
         raise ValueError(f"topk must be at least 1, got {topk}")
     topk = min(topk, len(trained.classes))
     images = [resize(set_channels(read_image(path), trained.in_channels), trained.image_size) for path in paths]
-    model = prepare_for_inference(trained.model, (trained.in_channels, *trained.image_size))
+    device = torch.device(device)
+    model = prepare_for_inference(trained.model, (trained.in_channels, *trained.image_size)).to(device)
     predictions = []
     for start in range(0, len(images), batch_size):
-        batch = normalize(torch.stack(images[start : start + batch_size]), trained.mean, trained.std)  # (B, C, H, W)
+        batch = torch.stack(images[start : start + batch_size]).to(device)  # (B, C, H, W)
+        batch = normalize(batch, trained.mean, trained.std)
         with torch.inference_mode():
             probabilities = model(batch).float().softmax(dim=1)  # (B, classes)
         top = probabilities.topk(topk, dim=1)

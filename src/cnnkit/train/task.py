@@ -41,7 +41,6 @@ pass whatever verb the model uses (``model(x)`` or ``model.loss(images, targets)
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
@@ -50,7 +49,7 @@ from torch import Tensor, nn
 
 from cnnkit.data import load_dataset
 from cnnkit.data.transforms import augmentation, normalize
-from cnnkit.models import create_model
+from cnnkit.models.registry import create_classifier
 from cnnkit.models.weights import load_weights
 from cnnkit.train.batches import iterate_batches
 from cnnkit.train.config import TrainConfig
@@ -92,7 +91,7 @@ class ClassificationTask:
         """`create_model(config.model)` sized for the dataset's classes, channels and (for
         networks without global pooling, e.g. LeNets) image size; pretrained ``config.weights``
         loaded with the classifier reset to the dataset's number of classes."""
-        model = build_classifier(config.model, dataset.num_classes, dataset.in_channels, dataset.image_size)
+        model = create_classifier(config.model, dataset.num_classes, dataset.in_channels, dataset.image_size)
         if config.weights and initialise:
             load_weights(model, config.weights, reset_head=True)
         return model
@@ -130,7 +129,9 @@ class ClassificationTask:
                 "in_channels": dataset.in_channels}
 
     def describe(self, dataset) -> dict:
-        return dataset.to_dict()
+        """The dataset's metadata and, for data read from files, the files of each split."""
+        files = dataset.split_files()
+        return {**dataset.to_dict(), **({"files": files} if files else {})}
 
     def summary(self, metrics: dict) -> str:
         return (f"top-1 {_percent(metrics.get('top1'))}, top-5 {_percent(metrics.get('top5'))}, "
@@ -155,19 +156,6 @@ class ClassificationTask:
         lines += ["", "## Skipped files", ""]
         lines += [f"- {item['path']}: {item['reason']}" for item in report["skipped"]] or ["none"]
         return lines
-
-
-def build_classifier(name: str, num_classes: int, in_channels: int, image_size) -> nn.Module:
-    """`create_model` for ``num_classes`` and ``in_channels``; models whose builder takes an
-    ``input_size`` (fully connected layers sized for the input) get the image's height."""
-    model = create_model(name, num_classes=num_classes, in_channels=in_channels)
-    height, width = image_size
-    wanted = tuple(getattr(model, "default_input_size", (in_channels, height, width))[1:])
-    if wanted != (height, width) and "input_size" in inspect.signature(type(model).__init__).parameters:
-        if height != width:
-            raise ValueError(f"{name} takes square images; the data is {height}×{width} (pass image_size)")
-        model = create_model(name, num_classes=num_classes, in_channels=in_channels, input_size=height)
-    return model
 
 
 def _percent(value) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from torch import nn
 
-from cnnkit.train.checkpoint import BEST, load_checkpoint, load_latest
+from cnnkit.models.registry import create_classifier
+from cnnkit.train.checkpoint import BEST, check_checkpoint, load_checkpoint, load_latest
 from cnnkit.train.config import TrainConfig
-from cnnkit.train.task import build_classifier
 
 
 @dataclass
@@ -37,7 +37,8 @@ def load_trained(path: str | os.PathLike) -> TrainedModel:
 
     The model is rebuilt with `create_model` from the stored config and gets the stored weights
     (read with ``torch.load(weights_only=True)``: no code runs). Raises FileNotFoundError for a
-    missing path and `CorruptCheckpointError` for a damaged or foreign file.
+    missing path, `CorruptCheckpointError` for a damaged or foreign file and ValueError for a
+    checkpoint of another task.
     """
     path = Path(path)
     if path.is_dir():
@@ -47,13 +48,19 @@ def load_trained(path: str | os.PathLike) -> TrainedModel:
             state, path = load_latest(path)
     else:
         state = load_checkpoint(path)
+    return trained_from_checkpoint(state, path)
+
+
+def trained_from_checkpoint(state: dict, path: Path) -> TrainedModel:
+    """The classifier of a training checkpoint already read from ``path``."""
+    state = check_checkpoint(state, path)
     kind = state.get("task", "classification")
     if kind != "classification":
         raise ValueError(f"{path} holds a {kind} model, not a classifier; use the {kind} commands")
     config = TrainConfig.from_dict(state["config"])
     data = state["dataset"]
     image_size = (int(data["image_size"][0]), int(data["image_size"][1]))
-    model = build_classifier(config.model, len(data["classes"]), int(data["in_channels"]), image_size)
+    model = create_classifier(config.model, len(data["classes"]), int(data["in_channels"]), image_size)
     model.load_state_dict(state["model"])
     model.eval()
     return TrainedModel(model=model, classes=list(data["classes"]), mean=list(data["mean"]),

@@ -11,7 +11,8 @@ channels); `probe_layers` fits a logistic regression on each stage's cached feat
 """
 
 from cnnkit.transfer.advisor import Advice, advise, batchnorm_divergence
-from cnnkit.transfer.backbone import Pretrained, adapt_input, load_pretrained, recognise_architecture
+from cnnkit.models.recognition import recognise_architecture
+from cnnkit.transfer.backbone import Pretrained, adapt_input, load_pretrained
 from cnnkit.transfer.features import HEAD_INPUT, FeatureCache, compute_features, default_cache_dir, layer_names
 from cnnkit.transfer.finetune import FineTuneTask, blocks
 from cnnkit.transfer.linear import LinearClassifier, fit_linear, fit_logistic

@@ -23,18 +23,8 @@ import torch
 from torch import nn
 
 from cnnkit.data import Dataset, load_dataset
-from cnnkit.models import create_model, list_models
-from cnnkit.models.weights import (
-    WeightsMismatchError,
-    strip_wrapper_prefixes,
-    load_weights,
-    read_state_dict,
-)
-from cnnkit.train.checkpoint import BEST, LAST, CorruptCheckpointError, load_checkpoint
-from cnnkit.train.trained import load_trained
+from cnnkit.inference import open_model
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 LUMINANCE = (0.299, 0.587, 0.114)
 
 
@@ -57,7 +47,7 @@ class Pretrained:
     in_channels: int
     source: Path
     fingerprint: str
-    classes: list[str] | None = None
+    classes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -83,114 +73,15 @@ def load_pretrained(
     architecture), and the errors of `cnnkit.models.weights.load_weights` for unsafe or
     corrupt files.
     """
-    path = Path(source)
-    if not path.exists():
-        raise FileNotFoundError(f"pretrained weights or run not found: {path}")
-    if path.is_dir():
-        if not ((path / BEST).exists() or (path / LAST).exists()):
-            raise ValueError(f"{path} is a folder but not a cnnkit run (no {BEST} or {LAST}); "
-                             "pass a run folder, a checkpoint or a weights file")
-        return _from_run(path, mean, std)
-    if path.suffix == ".pt" and _is_cnnkit_checkpoint(path):
-        return _from_run(path, mean, std)
-    return _from_weights(path, architecture, mean, std)
-
-
-def _is_cnnkit_checkpoint(path: Path) -> bool:
-    try:
-        load_checkpoint(path)
-    except CorruptCheckpointError as error:
-        if "not a cnnkit training checkpoint" in str(error):
-            return False
-        raise
-    return True
-
-
-def _from_run(path: Path, mean, std) -> Pretrained:
-    trained = load_trained(path)
+    opened = open_model(source, architecture)
+    if opened.task != "classification":
+        raise ValueError(f"{source} holds a {opened.task} model; transfer starts from a classifier")
+    notes = [note for note in opened.notes if mean is None or not note.startswith("no normalisation")]
     return Pretrained(
-        model=trained.model, architecture=trained.config.model, mean=list(mean or trained.mean),
-        std=list(std or trained.std), image_size=trained.image_size, in_channels=trained.in_channels,
-        source=path, fingerprint=file_fingerprint(trained.checkpoint), classes=list(trained.classes),
+        model=opened.model, architecture=opened.architecture, mean=list(mean or opened.mean),
+        std=list(std or opened.std), image_size=opened.image_size, in_channels=opened.in_channels,
+        source=Path(source), fingerprint=file_fingerprint(opened.source), classes=opened.classes, notes=notes,
     )
-
-
-def _from_weights(path: Path, architecture: str | None, mean, std) -> Pretrained:
-    state, metadata = read_state_dict(path)
-    notes = []
-    architecture = architecture or metadata.get("architecture")
-    if architecture is None:
-        architecture = recognise_architecture(state, path)
-        notes.append(f"architecture recognised from the tensors: {architecture}")
-    num_classes, in_channels = _head_and_input_sizes(architecture, state)
-    model = create_model(architecture, num_classes=num_classes, in_channels=in_channels)
-    try:
-        load_weights(model, path)
-    except WeightsMismatchError as error:
-        detail = "; ".join(line.strip() for line in str(error).splitlines()[1:] if "strict=False" not in line)
-        raise WeightsMismatchError(
-            f"{path} does not fit architecture {architecture!r}: {detail}; name the right one (--model)"
-        ) from None
-    model.eval()
-    channels = model.default_input_size[0]
-    if mean is None and "mean" not in metadata:
-        notes.append("no normalisation stored with the weights: ImageNet mean and std assumed")
-    default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ([0.5], [0.25])
-    image_size = metadata.get("image_size") or model.default_input_size[1:]
-    return Pretrained(
-        model=model, architecture=architecture, mean=list(mean or metadata.get("mean") or default_mean),
-        std=list(std or metadata.get("std") or default_std), image_size=(int(image_size[0]), int(image_size[1])),
-        in_channels=channels, source=path, fingerprint=file_fingerprint(path),
-        classes=metadata.get("class_names"), notes=notes,
-    )
-
-
-def recognise_architecture(state: dict[str, torch.Tensor], path: Path | str = "weights") -> str:
-    """The registered model whose tensors match ``state`` by name and shape, classifier and
-    first convolution's input channels aside. Models are built on the meta device (no memory).
-
-    Raises `WeightsMismatchError` naming the closest models when none matches.
-    """
-    scores = []
-    for name in list_models():
-        with torch.device("meta"):
-            candidate = create_model(name)
-        if not getattr(candidate, "classifier_name", None):
-            continue  # not a classifier: nothing to transfer from
-        expected = {key: tuple(t.shape) for key, t in candidate.state_dict().items()
-                    if not key.endswith("num_batches_tracked")}
-        given = strip_wrapper_prefixes(
-            {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}, expected)
-        head = candidate.classifier_name + "."
-        flexible = {key for key in expected if key.startswith(head)} | {_first_conv_key(candidate)}
-        matched = sum(1 for key, shape in expected.items()
-                      if key in given and (key in flexible or tuple(given[key].shape) == shape))
-        if matched == len(expected) == len(given):
-            return name
-        scores.append((matched / max(len(expected), len(given)), name))
-    closest = ", ".join(f"{name} ({score:.0%} of tensors)" for score, name in sorted(scores, reverse=True)[:3])
-    raise WeightsMismatchError(
-        f"{path}: no registered architecture has exactly these {len(state)} tensors; closest: {closest}. "
-        "Pass the architecture explicitly (--model NAME) to see which keys differ"
-    )
-
-
-def _first_conv_key(model: nn.Module) -> str:
-    name = next(name for name, module in model.named_modules() if isinstance(module, nn.Conv2d))
-    return f"{name}.weight"
-
-
-def _head_and_input_sizes(architecture: str, state: dict) -> tuple[int | None, int | None]:
-    """Number of classes and input channels the file's classifier and first convolution have."""
-    with torch.device("meta"):
-        model = create_model(architecture)
-    model_state = model.state_dict()
-    state = strip_wrapper_prefixes(state, model_state)
-    head = state.get(f"{model.classifier_name}.weight")
-    conv = state.get(_first_conv_key(model))
-    num_classes = int(head.shape[0]) if head is not None else None
-    in_channels = int(conv.shape[1]) if conv is not None and conv.dim() == 4 else None
-    return num_classes, in_channels
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:

@@ -1,0 +1,136 @@
+"""Opening a model file for inference, whoever wrote it and whatever task it does.
+
+`open_model(path)` reads the file once and returns an `OpenedModel`: the model in eval mode
+on the CPU and what using it needs, its task, the names of its outputs, the input
+normalisation and size. It accepts
+
+- a run folder (its ``best.pt``, else its last good checkpoint) or a checkpoint written by
+  the training engine (`cnnkit.train.checkpoint`, any task);
+- a safetensors file written by `cnnkit.models.weights.save_weights`, whose metadata names
+  the architecture, the classes and the normalisation;
+- a plain classifier state dict, such as torchvision's ``resnet18-f37072fd.pth`` or the
+  CIFAR-10 ResNets' ``resnet20-12fca82f.th``: its architecture is recognised from the
+  tensors' names and shapes (`cnnkit.models.recognition`), and without metadata it is taken
+  to expect ImageNet's mean and standard deviation, the convention of both.
+
+Nothing is unpickled beyond tensors and plain values (``torch.load(weights_only=True)``), and
+a safetensors file is never handed to ``torch.load``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from cnnkit.models import create_model
+from cnnkit.models.recognition import head_and_input_sizes, recognise_architecture
+from cnnkit.models.weights import (
+    WeightsMismatchError,
+    apply_state_dict,
+    existing_file,
+    read_state_dict,
+    torch_file_or_none,
+)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+@dataclass
+class OpenedModel:
+    """A model ready for inference and what its inputs and outputs mean.
+
+    task: "classification", "detection", "instance-segmentation" or "segmentation".
+    model: in eval mode on the CPU. classes: the names of the outputs (classification: index =
+    output). architecture: the `create_model` name (or the method of a detector). mean, std:
+    per-channel normalisation of images in [0, 1]; image_size: (H, W) it expects, in_channels: C.
+    source: the file the weights were read from. config: the run's config (a dict) for
+    checkpoints of the engine. notes: what was assumed (e.g. ImageNet normalisation).
+    """
+
+    task: str
+    model: nn.Module
+    classes: list[str]
+    architecture: str
+    source: Path
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    image_size: tuple[int, int] | None = None
+    in_channels: int = 3
+    config: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def open_model(path: str | os.PathLike, architecture: str | None = None) -> OpenedModel:
+    """Open a run folder, a checkpoint or a weights file (see the module), reading it once.
+
+    architecture: the registered classifier a plain state dict is for (default: its metadata,
+    else recognised from its tensors).
+
+    Raises FileNotFoundError for a missing path, ValueError for a folder that is not a run,
+    `WeightsMismatchError` when the weights fit no registered architecture (or not the one
+    named), and `cnnkit.models.weights`' errors for corrupt or unsafe files.
+    """
+    from cnnkit.train.checkpoint import BEST, load_latest
+    from cnnkit.train.trained import trained_from_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        if (path / BEST).exists():
+            path = path / BEST
+        elif not any((path / name).exists() for name in ("last.pt", "previous.pt")):
+            raise ValueError(f"{path} is a folder but not a cnnkit run (no best.pt or last.pt); "
+                             "pass a run folder, a checkpoint or a weights file")
+        else:
+            state, path = load_latest(path)
+            return _opened_classifier(trained_from_checkpoint(state, path))
+    path = existing_file(path)
+    checkpoint = torch_file_or_none(path)
+    if isinstance(checkpoint, dict) and "format" in checkpoint:
+        kind = checkpoint.get("task", "classification")
+        if kind != "classification":
+            raise ValueError(f"{path} holds a {kind} model; use the {kind} commands (cnnkit detect, cnnkit segment)")
+        return _opened_classifier(trained_from_checkpoint(checkpoint, path))
+    state, metadata = read_state_dict(path, already_read=checkpoint)
+    return plain_classifier(state, metadata, path, architecture)
+
+
+def plain_classifier(state: dict, metadata: dict, path: Path, architecture: str | None = None) -> OpenedModel:
+    """A registered classifier built for the tensors of ``state`` (read from ``path``) and
+    loaded with them; what ``metadata`` (safetensors) does not say is assumed and noted."""
+    notes = []
+    architecture = architecture or metadata.get("architecture")
+    if architecture is None:
+        architecture = recognise_architecture(state, path)
+        notes.append(f"architecture recognised from the tensors: {architecture}")
+    num_classes, in_channels = head_and_input_sizes(architecture, state)
+    model = create_model(architecture, num_classes=num_classes, in_channels=in_channels)
+    try:
+        apply_state_dict(model, state, path, metadata)
+    except WeightsMismatchError as error:
+        detail = "; ".join(line.strip() for line in str(error).splitlines()[1:] if "strict=False" not in line)
+        raise WeightsMismatchError(
+            f"{path} does not fit architecture {architecture!r}: {detail}; name the right one (--model)"
+        ) from None
+    channels = model.default_input_size[0]
+    if "mean" not in metadata:
+        notes.append("no normalisation stored with the weights: ImageNet mean and std assumed")
+    default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ([0.5], [0.25])
+    image_size = metadata.get("image_size") or model.default_input_size[1:]
+    outputs = model.get_submodule(model.classifier_name).out_features
+    classes = metadata.get("class_names")
+    if not classes:
+        classes = [f"class {index}" for index in range(outputs)]
+        notes.append(f"no class names stored with the weights: outputs named class 0 … class {outputs - 1}")
+    return OpenedModel("classification", model.eval(), list(classes), architecture, path,
+                       list(metadata.get("mean") or default_mean), list(metadata.get("std") or default_std),
+                       (int(image_size[0]), int(image_size[1])), channels, None, notes)
+
+
+def _opened_classifier(trained) -> OpenedModel:
+    return OpenedModel("classification", trained.model, list(trained.classes), trained.config.model,
+                       trained.checkpoint, list(trained.mean), list(trained.std), tuple(trained.image_size),
+                       trained.in_channels, trained.config.to_dict())
