@@ -4,9 +4,11 @@ Part 1 (the lecture's motivation, measured) trains the sliding-window patch clas
 FCN-8s (ResNet-18, random initialisation) on the same data and prints test mean IoU, pixel
 accuracy and the time per image of each: on built-in digit scenes (64×64; the sliding window tested on ``--sliding-images`` of the
 100 test scenes) and, when present,
-on the CamVid sample in ``../shared/data/camvid-sample`` (480×360; 30 training images, the 10
-validation images as test; the sliding window is timed on ``--camvid-sliding-images`` of them,
-since it classifies 172,800 patches per image, and validated on one).
+on the CamVid sample in ``../shared/data/camvid-sample`` (480×360; 30 training images; its 10
+validation images, having no test split, are halved into 5 to validate and 5 to test; the
+sliding window is timed on ``--camvid-sliding-images`` of them, since it classifies 172,800
+patches per image, and validated on one). Both train through the training engine
+(`cnnkit.train.train`) on the CPU.
 
 Part 2 loads one randomly initialised torchvision ``maskrcnn_resnet50_fpn`` state dict into
 both libraries, checks they give the same boxes and masks, and times inference on a real
@@ -28,7 +30,8 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn as torchvision_ma
 
 from cnnkit.data.images import sample_image
 from cnnkit.detection.mask_rcnn import maskrcnn_resnet50_fpn
-from cnnkit.segmentation.training import SegmentationConfig, train_segmenter
+from cnnkit.segmentation import SegmentationConfig
+from cnnkit.train import train
 from machine import best_times, describe_machine
 
 CAMVID = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "camvid-sample"
@@ -39,12 +42,13 @@ def sliding_against_fcn(args, data: str, label: str, extra: dict[str, dict]) -> 
     rows = []
     with tempfile.TemporaryDirectory() as runs:
         for method in ("sliding", "fcn"):
-            config = SegmentationConfig(method=method, data=data, epochs=args.epochs, threads=args.threads, runs=runs,
-                                        **extra.get(method, {}))
-            report = train_segmenter(config, log=lambda line, m=method: print(f"  [{label} {m}] {line}", flush=True))
-            test = report["test"]
-            rows.append({"data": label, "method": method, "epochs": len(report["history"]),
-                         "train_s": report["train_seconds"], "mean_iou": test["mean_iou"],
+            config = SegmentationConfig(method=method, data=data, epochs=args.epochs, threads=args.threads,
+                                        runs_dir=runs, device="cpu", **extra.get(method, {}))
+            print(f"{label}, {method}:", flush=True)
+            result = train(config)  # its lines on stderr
+            test = result.test
+            rows.append({"data": label, "method": method, "epochs": len(result.history),
+                         "train_s": result.report["timing"]["train_seconds"], "mean_iou": test["mean_iou"],
                          "pixel_accuracy": test["pixel_accuracy"], "s_per_image": test["seconds_per_image"],
                          "images": test["images"]})
     return rows

@@ -15,22 +15,35 @@ SMALL = ["--epochs", "1", "--train-images", "8", "--val-images", "4", "--test-im
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    assert main(["detect", "train", *SMALL, "--runs", str(runs), "--name", "tiny"]) == 0
+    assert main(["detect", "train", *SMALL, "--runs-dir", str(runs), "--name", "tiny", "--device", "cpu"]) == 0
     return runs / "tiny"
 
 
 def test_train_writes_a_run_folder(run, capsys):
-    for name in ("config.json", "metrics.jsonl", "best.pt", "last.pt", "report.json"):
+    for name in ("config.json", "metrics.jsonl", "best.pt", "last.pt", "report.json", "report.md"):
         assert (run / name).is_file()
     report = json.loads((run / "report.json").read_text())
-    assert {"map", "map50", "map75", "map_small", "voc_ap50", "seconds_per_image"} <= set(report["test"])
-    assert "val_map" in report["history"][0] and "val_loss" in report["history"][0]
+    assert {"map", "map50", "map75", "map_small", "voc_map50", "seconds_per_image", "loss"} <= set(report["test"])
+    assert len(report["voc_ap50"]) == 10 and report["epochs"] == 1 and report["steps"] == 2
+    assert report["data"]["sizes"] == {"train": 8, "val": 4, "test": 4}
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"val_map", "val_loss", "train_loss", "train_loss_objectness", "train_loss_classifier"} <= set(record)
 
 
-def test_train_starts_from_another_run(run, tmp_path, capsys):
-    assert main(["detect", "train", *SMALL, "--runs", str(tmp_path), "--name", "next", "--init-from", str(run)]) == 0
-    out = capsys.readouterr().out
-    assert "initialised from" in out and "pre-trained" not in out
+def test_train_starts_from_another_run_and_prints_json(run, tmp_path, capsys):
+    argv = ["detect", "train", *SMALL, "--runs-dir", str(tmp_path), "--name", "next", "--init-from", str(run)]
+    assert main([*argv, "--format", "json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run"] == str(tmp_path / "next") and 0 <= printed["test"]["map"] <= 1
+    assert main([*argv[:-4], "--name", "again", "--init-from", str(run)]) == 0
+    captured = capsys.readouterr()
+    assert "initialised from" in captured.err and "pre-trained" not in captured.err
+    assert "test mAP" in captured.out and "run folder" in captured.out
+
+
+def test_a_taken_name_is_refused(run, capsys):
+    assert main(["detect", "train", *SMALL, "--runs-dir", str(run.parent), "--name", "tiny"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
 
 
 def test_evaluate_prints_coco_and_voc_figures(run, capsys):
@@ -55,9 +68,10 @@ def test_predict_draws_boxes_and_writes_coco_json(run, tmp_path, capsys):
     ["detect", "evaluate", "missing-run"],
     ["detect", "train", "--data", "missing.json"],
     ["detect", "train", "--no-such-option"],
+    ["detect", "train", "--method", "yolo"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, capsys, tmp_path):
-    assert main(argv) == 2
+    assert main([*argv, "--runs-dir", str(tmp_path)] if argv[1] == "train" else argv) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and err
 

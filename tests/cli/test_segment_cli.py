@@ -19,30 +19,41 @@ SMALL = ["--epochs", "1", "--train-images", "8", "--val-images", "2", "--test-im
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    assert main(["segment", "train", *SMALL, "--runs", str(runs), "--name", "tiny", "--format", "json"]) == 0
+    assert main(["segment", "train", *SMALL, "--runs-dir", str(runs), "--name", "tiny", "--device", "cpu",
+                 "--format", "json"]) == 0
     return runs / "tiny"
 
 
 def test_train_writes_a_run_folder(run):
-    for name in ("config.json", "metrics.jsonl", "best.pt", "last.pt", "report.json"):
+    for name in ("config.json", "metrics.jsonl", "best.pt", "last.pt", "report.json", "report.md"):
         assert (run / name).is_file()
     report = json.loads((run / "report.json").read_text())
-    assert {"mean_iou", "pixel_accuracy", "mean_class_accuracy", "iou", "confusion", "seconds_per_image"} <= set(
-        report["test"])
-    assert len(report["test"]["confusion"]) == 11 and "val_mean_iou" in report["history"][0]
+    assert {"mean_iou", "pixel_accuracy", "mean_class_accuracy", "seconds_per_image", "images"} <= set(report["test"])
+    assert len(report["confusion_matrix"]) == 11 and len(report["iou"]) == 11 and report["task"] == "segmentation"
+    assert report["data"]["sizes"] == {"train": 8, "val": 2, "test": 2} and "files" not in report["data"]  # generated
+    assert "val_mean_iou" in json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert "## Test IoU per class" in (run / "report.md").read_text()
 
 
 def test_sliding_method_trains_too(tmp_path, capsys):
-    argv = ["segment", "train", "--method", "sliding", *SMALL, "--runs", str(tmp_path), "--format", "json"]
+    argv = ["segment", "train", "--method", "sliding", *SMALL, "--runs-dir", str(tmp_path), "--format", "json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert 0 <= result["test"]["pixel_accuracy"] <= 1 and (tmp_path / "sliding-digit-scenes" / "best.pt").is_file()
+    assert json.loads((tmp_path / "sliding-digit-scenes" / "config.json").read_text())["method"] == "sliding"
 
 
-def test_evaluate_prints_mean_iou(run, capsys):
-    assert main(["segment", "evaluate", str(run), "--format", "json"]) == 0
+def test_evaluate_gives_the_reported_test_figures(run, capsys):
+    assert main(["segment", "evaluate", str(run), "--device", "cpu", "--format", "json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert 0 <= result["mean_iou"] <= 1 and len(result["iou"]) == 11 and result["images"] == 2
+    report = json.loads((run / "report.json").read_text())
+    assert result["mean_iou"] == report["test"]["mean_iou"] and result["confusion"] == report["confusion_matrix"]
+    assert len(result["iou"]) == 11 and result["images"] == 2
+
+
+def test_resume_refuses_an_option_that_changes_the_run(run, capsys):
+    assert main(["segment", "train", "--resume", str(run), "--variant", "32s"]) == 2
+    assert "--variant cannot change when resuming" in capsys.readouterr().err
 
 
 def test_predict_writes_overlay_with_legend_and_index_mask(run, tmp_path, capsys):
@@ -77,6 +88,9 @@ def test_predict_with_torchvision_fcn_resnet50_weights(tmp_path, capsys):
     ["segment", "train", "--data", "missing-folder"],
     ["segment", "train", "--no-such-option"],
     ["segment", "train", "--method", "mask-rcnn", "--data", "camvid"],
+    ["segment", "train", "--method", "mask-rcnn", "--patch-size", "9"],
+    ["segment", "train", "--variant", "64s"],
+    ["segment", "train", "--resume", "missing-run"],
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, capsys):
     assert main(argv) == 2
@@ -99,13 +113,16 @@ def test_a_text_file_instead_of_weights(tmp_path, capsys):
 
 
 def test_mask_rcnn_trains_evaluates_and_predicts_instances(tmp_path, capsys):
-    argv = ["segment", "train", "--method", "mask-rcnn", *SMALL, "--runs", str(tmp_path), "--name", "mr",
+    argv = ["segment", "train", "--method", "mask-rcnn", *SMALL, "--runs-dir", str(tmp_path), "--name", "mr",
             "--format", "json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"mask_map", "mask_map50", "box_map", "seconds_per_image"} <= set(result["test"])
-    assert main(["segment", "evaluate", str(tmp_path / "mr"), "--format", "json"]) == 0
+    assert main(["segment", "evaluate", str(tmp_path / "mr"), "--device", "cpu", "--format", "json"]) == 0
     assert 0 <= json.loads(capsys.readouterr().out)["mask_map"] <= 1
+    assert main(["segment", "train", "--resume", str(tmp_path / "mr"), "--epochs", "2", "--format", "json"]) == 0
+    assert "mask_map" in json.loads(capsys.readouterr().out)["test"]  # resumed as the Mask R-CNN run it is
+    assert torch.load(tmp_path / "mr" / "last.pt", weights_only=True)["epoch"] == 2
     image = tmp_path / "scene.png"
     from cnnkit.detection.scenes import digit_scenes
 
@@ -142,7 +159,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 def test_mask_rcnn_on_coco128_polygons_and_rle(tmp_path, capsys):
     annotations = SHARED_DATA / "coco128" / "annotations" / "instances_train2017.json"
     argv = ["segment", "train", "--method", "mask-rcnn", "--data", str(annotations), "--lenient", "--epochs", "1",
-            "--train-images", "4", "--batch-size", "2", "--threads", "1", "--runs", str(tmp_path), "--name", "coco",
+            "--train-images", "4", "--batch-size", "2", "--threads", "1", "--runs-dir", str(tmp_path), "--name", "coco",
             "--format", "json"]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out)

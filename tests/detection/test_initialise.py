@@ -1,4 +1,7 @@
-"""initialise_from: one detector's trained layers start the next (R-CNN → Fast → Faster R-CNN)."""
+"""initialise_from: one detector's trained layers start the next (R-CNN → Fast → Faster R-CNN).
+
+The checkpoints here are written as the detection loop wrote them before the training engine
+("cnnkit-detection-1"): those still start new runs."""
 
 import pytest
 import torch
@@ -6,13 +9,15 @@ import torch
 from cnnkit.detection.fast_rcnn import fast_rcnn
 from cnnkit.detection.faster_rcnn import faster_rcnn
 from cnnkit.detection.rcnn import rcnn
-from cnnkit.detection.training import FORMAT, initialise_from
+from cnnkit.detection.checkpoints import BEFORE_ENGINE, DETECTION
+from cnnkit.detection.task import initialise_from
 
 CATEGORIES = [str(d) for d in range(10)]
 
 
 def checkpoint(model, path):
-    torch.save({"format": FORMAT, "categories": model.categories, "model": model.state_dict()}, path)
+    torch.save({"format": BEFORE_ENGINE[DETECTION], "config": {}, "categories": model.categories,
+                "model": model.state_dict()}, path)
     return path
 
 

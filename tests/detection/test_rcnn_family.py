@@ -48,11 +48,20 @@ def test_fast_rcnn_is_rcnn_with_the_convolution_shared():
     assert isinstance(given[0], Detections)
 
 
-def test_rcnn_fits_svms_and_box_regressors_on_a_few_scenes():
+def test_rcnn_fine_tunes_by_its_loss_then_fits_svms_and_box_regressors():
     torch.manual_seed(0)
-    scenes = digit_scenes("train", count=6)
+    scenes = digit_scenes("train", count=4)
     model = rcnn(scenes.categories, max_proposals=30)
-    model.fit(scenes, epochs=1, regions_per_image=16, log=lambda line: None)
-    assert model.svm.weight.abs().sum() > 0 and model.box_regressor.weight.shape == (40, 256)
+    model.regions_per_image = 16
+    assert not any(p.requires_grad for p in (*model.svm.parameters(), *model.box_regressor.parameters()))
+    images = [scenes.image(i) for i in range(2)]
+    losses = model.train().loss(images, scenes.targets[:2])
+    assert set(losses) == {"loss_classifier"} and torch.isfinite(losses["loss_classifier"])
+    losses["loss_classifier"].backward()
+    assert model.classifier.weight.grad.abs().sum() > 0 and model.svm.weight.grad is None
+    softmax = model.predict([scenes.image(0)])[0]  # before the SVMs: the fine-tuned softmax scores
+    assert not model.svms_fitted and ((softmax.scores > 0) & (softmax.scores <= 1)).all()
+    model.fit_svms_and_box_regressors(scenes, log=lambda line: None)
+    assert model.svms_fitted and model.box_regressor.weight.shape == (40, 256)
     found = model.predict([scenes.image(0)])[0]
     assert found.boxes.shape[1] == 4 and ((found.scores > 0) & (found.scores < 1)).all()

@@ -113,3 +113,70 @@ def test_camvid_sample_reads_with_void_ignored():
     image, mask = train[0]
     assert image.shape == (3, 360, 480) and mask.shape == (360, 480)
     assert set(mask.unique().tolist()) <= set(range(11)) | {255}
+
+
+def _write_images(folder: Path, names, suffix: str = ".png") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.fromarray(np.zeros((4, 6, 3), dtype=np.uint8)).save(folder / f"{name}{suffix}")
+
+
+def _write_labels(folder: Path, names) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        Image.fromarray(np.zeros((4, 6), dtype=np.uint8), mode="L").save(folder / f"{name}.png")
+
+
+def _files(dataset) -> set:
+    return {Path(name).stem for name in dataset.images}
+
+
+def test_held_out_images_are_split_into_validation_and_test(tmp_path):
+    camvid = tmp_path / "camvid"  # no test split: its 5 val images become 2 val and 3 test
+    for split, names in (("train", ["t0", "t1"]), ("val", [f"v{i}" for i in range(5)])):
+        _write_images(camvid / split, names)
+        _write_labels(camvid / f"{split}annot", names)
+    voc = tmp_path / "voc"  # the val list's 4 images become 2 val and 2 test
+    names = [f"i{i}" for i in range(7)]
+    _write_images(voc / "JPEGImages", names, ".jpg")
+    _write_labels(voc / "SegmentationClass", names)
+    (voc / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("i0\ni1\ni2\n")
+    (voc / "ImageSets" / "Segmentation" / "val.txt").write_text("i3\ni4\ni5\ni6\n")
+    for root, sizes, held_out in ((camvid, (2, 2, 3), {f"v{i}" for i in range(5)}), (voc, (3, 2, 2), {"i3", "i4", "i5", "i6"})):
+        train, val, test = load_segmentation_data(str(root), seed=1)
+        assert (len(train), len(val), len(test)) == sizes
+        assert _files(val) | _files(test) == held_out and not _files(val) & _files(test)
+        assert _files(load_segmentation_data(str(root), seed=1).test) == _files(test)  # seeded
+    assert _files(load_segmentation_data(str(camvid), seed=2).test) != _files(load_segmentation_data(str(camvid), seed=1).test)
+
+
+def test_coco_files_validate_and_test_on_different_images(tmp_path):
+    names = [f"{i}.png" for i in range(20)]
+    _write_images(tmp_path / "images", [Path(n).stem for n in names])
+    data = {"images": [{"id": i + 1, "file_name": n, "width": 6, "height": 4} for i, n in enumerate(names)],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [0, 0, 2, 2], "area": 4,
+                             "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]]} for i in range(20)]}
+    (tmp_path / "annotations.json").write_text(json.dumps(data))
+    train, val, test = load_segmentation_data(str(tmp_path / "annotations.json"), str(tmp_path / "images"))
+    assert (len(train), len(val), len(test)) == (16, 2, 2)
+    assert not _files(val) & _files(test) and not (_files(val) | _files(test)) & _files(train)
+    (tmp_path / "two.json").write_text(json.dumps({**data, "images": data["images"][:2], "annotations": []}))
+    with pytest.raises(ValueError, match="two.json: 2 image"):
+        load_segmentation_data(str(tmp_path / "two.json"), str(tmp_path / "images"))
+
+
+def test_a_run_on_image_files_reads_them_in_workers_and_reports_each_split_s_files(tmp_path):
+    from cnnkit.segmentation import SegmentationConfig
+    from cnnkit.train import train
+
+    for split, names in (("train", ["t0", "t1", "t2"]), ("val", [f"v{i}" for i in range(4)])):
+        _write_images(tmp_path / "camvid" / split, names)
+        _write_labels(tmp_path / "camvid" / f"{split}annot", names)
+    config = SegmentationConfig(method="sliding", data=str(tmp_path / "camvid"), patch_size=5, patches_per_image=4,
+                                epochs=1, batch_size=2, workers=1, threads=1, runs_dir=str(tmp_path / "runs"),
+                                checkpoint_every_seconds=0)
+    files = train(config, progress=False).report["data"]["files"]
+    assert [len(files[split]) for split in ("train", "val", "test")] == [3, 2, 2]
+    assert not set(files["val"]) & set(files["test"]) and all(Path(f).is_file() for f in files["test"])

@@ -5,6 +5,8 @@ import shlex
 import pytest
 
 from cnnkit.cli.main import build_parser
+from cnnkit.cli.train import given_options
+from cnnkit.detection.task import DetectionConfig
 
 pytestmark = pytest.mark.stage(6)
 METHODS = ("rcnn", "fast_rcnn", "faster_rcnn")
@@ -50,7 +52,8 @@ def test_text_weaves_in_the_numbers(section):
 def test_commands_parse_and_chain_the_runs(section):
     parser = build_parser()
     parsed = [parser.parse_args(shlex.split(command)[1:]) for command in section.commands]
-    trains = [args for args in parsed if args.detect_command == "train"]
-    assert [args.method for args in trains] == ["rcnn", "fast-rcnn", "faster-rcnn"]
+    trains = [DetectionConfig(**given_options(args, DetectionConfig)) for args in parsed if args.detect_command == "train"]
+    assert [config.method for config in trains] == ["rcnn", "fast-rcnn", "faster-rcnn"]
     assert trains[0].init_from is None and trains[1].init_from and trains[2].init_from
+    assert trains[0].schedule == "constant" and trains[0].batch_size == 1  # R-CNN fine-tunes an image at a time
     assert any(args.detect_command == "evaluate" for args in parsed)

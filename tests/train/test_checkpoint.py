@@ -66,17 +66,3 @@ save_checkpoint({{"format": CHECKPOINT_FORMAT, "config": {{}}, "model": {{"w": t
     assert result.returncode == -signal.SIGKILL
     assert load_checkpoint(tmp_path / LAST)["step"] == 1
     assert sorted(p.name for p in Path(tmp_path).iterdir() if not p.name.startswith(".")) == [LAST, PREVIOUS]
-
-
-def test_numbered_run_dir_and_read_run_checkpoint(tmp_path):
-    from cnnkit.train.checkpoint import numbered_run_dir, read_run_checkpoint, save_checkpoint
-
-    first, second = numbered_run_dir(tmp_path / "fcn-scenes"), numbered_run_dir(tmp_path / "fcn-scenes")
-    assert (first.name, second.name) == ("fcn-scenes", "fcn-scenes-2") and second.is_dir()
-    save_checkpoint({"format": "cnnkit-x", "step": 3}, first / "best.pt")
-    state, path = read_run_checkpoint(first, "cnnkit-x", "x")
-    assert state["step"] == 3 and path == first / "best.pt"
-    with pytest.raises(ValueError, match="best.pt: not a cnnkit y checkpoint; a hint"):
-        read_run_checkpoint(first, "cnnkit-y", "y", "; a hint")
-    with pytest.raises(FileNotFoundError, match="no such checkpoint"):
-        read_run_checkpoint(second, "cnnkit-x", "x")

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 from pathlib import Path
 
 from cnnkit.cli.output import print_result
-from cnnkit.cli.runs import add_evaluate_command, add_run_folder_options
+from cnnkit.cli.runs import add_device_option, add_evaluate_command, add_train_options
+from cnnkit.cli.train import train_or_resume
 
 TRAIN_EXAMPLES = """\
 examples:
   cnnkit detect train                                   # Faster R-CNN on built-in digit scenes, a few minutes
   cnnkit detect train --method fast-rcnn --epochs 6     # selective search + RoI max pooling
-  cnnkit detect train --method rcnn --train-images 150  # warped regions, SVMs, box regression
+  cnnkit detect train --method rcnn --train-images 150 --epochs 2  # warped regions, SVMs, box regression
   cnnkit detect train --init-from runs/fast-rcnn-digit-scenes  # Faster R-CNN: Fast R-CNN's layers plus an RPN
   cnnkit detect train --data coco/annotations/instances_train.json --images coco/train \\
-      --backbone resnet18-c4 --min-size 512 --max-size 800 --lenient
+      --backbone resnet18-c4 --min-size 512 --max-size 800 --lenient --device cuda --amp
+  cnnkit detect train --resume runs/faster-rcnn-digit-scenes  # continue a run exactly where it stopped
 
-A run folder runs/NAME/ keeps config.json, metrics.jsonl (validation loss and mAP per epoch),
-best.pt (by validation mAP), last.pt and report.json (test COCO mAP, VOC AP@0.5 per class,
-time per image). --data is digit-scenes or a COCO annotation JSON; the dataset's categories
-are printed first and checked against the model's.
+A run folder runs/NAME/ keeps config.json, metrics.jsonl (training losses, validation loss and
+mAP per epoch), best.pt (by validation mAP), last.pt and report.md/report.json (test COCO mAP,
+VOC AP@0.5 per class, time per image, the images of each split). --data is digit-scenes or a
+COCO annotation JSON, whose images are split 80/10/10 (seeded) into train, validation and
+test; the dataset's categories are printed first. R-CNN's SVMs and box regressors are fitted
+after its CNN's fine-tuning, on the best epoch's CNN. Every field of
+cnnkit.detection.task.DetectionConfig is an option below.
 """
 
 EVALUATE_EXAMPLES = """\
@@ -35,38 +39,72 @@ examples:
 PREDICT_EXAMPLES = """\
 examples:
   cnnkit detect predict runs/faster-rcnn-digit-scenes scene.png -o detected/
-  cnnkit detect predict fasterrcnn_resnet50_fpn_coco-258fb6c6.pth photo.jpg -o out/ --score 0.7
+  cnnkit detect predict fasterrcnn_resnet50_fpn_coco-258fb6c6.pth photo.jpg -o out/ --score 0.7 --device cuda
 Writes OUT/NAME.png with labelled boxes and OUT/detections.json (COCO result format plus the
 file name); --format json prints the records.
 """
 
+HELPS = {
+    "method": "faster-rcnn, fast-rcnn or rcnn",
+    "data": "digit-scenes or a COCO annotation JSON",
+    "backbone": "small, vgg16, resnet18-c4, resnet50-c4, resnet18-fpn or resnet50-fpn",
+    "epochs": "passes over the training images",
+    "batch_size": "images per step",
+    "lr": "peak learning rate",
+    "warmup_steps": "steps of linear learning-rate warm-up",
+    "patience": "stop after this many epochs without a better validation mAP; 0: never",
+    "train_images": "use only this many training images",
+    "val_images": "validation images (digit scenes: 100)",
+    "test_images": "test images (digit scenes: 200)",
+    "min_size": "resize the short side to this",
+    "max_size": "cap on the long side",
+    "pretrain_steps": "digit scenes: pre-train the backbone on single digits for this many steps first; "
+                      "0: from random weights",
+    "init_from": "start from another detection run's weights of the same name and shape (R-CNN → Fast R-CNN: "
+                 "backbone and fc6-fc7; Fast → Faster: all but the RPN) instead of pre-training",
+    "augment": "random rescale and crop that keep boxes right (Faster R-CNN)",
+    "lenient": "drop bad COCO annotations and list them instead of failing",
+    "threads": "torch threads (1 is fastest on a busy shared CPU)",
+    "seed": "seed of data, splits and initialisation",
+    "runs_dir": "folder of run folders",
+    "name": "run folder name; without one METHOD-DATA (then -2, -3…)",
+}
+
 
 def train_command(args) -> int:
-    from cnnkit.detection.training import DetectionConfig, train_detector
+    from cnnkit.detection.task import DetectionConfig
 
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(DetectionConfig)
-              if hasattr(args, field.name)}
-    log = print if args.format == "text" else (lambda line: None)
-    report = train_detector(DetectionConfig(**values), log=log)
-    test = report["test"]
-    print_result(args, {"run": report["run_dir"], "test": test, "best_epoch": report["best_epoch"]}, [
-        f"run folder {report['run_dir']} (best epoch {report['best_epoch']}; report.json, metrics.jsonl)",
+    result = train_or_resume(args, DetectionConfig)
+    if not result.report:  # not process 0 of a distributed run: it writes and prints nothing
+        return 0
+    test = result.report["test"]
+    print_result(args, {"run": str(result.run_dir), "test": test, "best": result.best}, [
+        f"test mAP {test['map']:.3f} (0.5:0.95), mAP@0.5 {test['map50']:.3f}, VOC mAP@0.5 {test['voc_map50']:.3f}, "
+        f"{1000 * test['seconds_per_image']:.1f} ms per image ({test['images']} images)",
+        f"run folder {result.run_dir} (report.md, report.json, metrics.jsonl)",
     ])
     return 0
 
 
 def evaluate_command(args) -> int:
+    from cnnkit.detection.checkpoints import DETECTION, detector_from, read_detector_checkpoint
     from cnnkit.detection.coco import read_coco
-    from cnnkit.detection.training import DetectionConfig, evaluate_detector, load_detector, load_splits
+    from cnnkit.detection.predict import evaluate_detector
+    from cnnkit.detection.splits import load_splits
+    from cnnkit.detection.task import DetectionConfig
+    from cnnkit.train.distributed import resolve_device
 
-    model = load_detector(args.run)
+    checkpoint = read_detector_checkpoint(args.run, DETECTION)
     if args.data:
         dataset = read_coco(args.data, args.images, strict=not args.lenient)
     else:
-        run = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
-        config = DetectionConfig(**json.loads((run / "config.json").read_text()))
-        dataset = load_splits(config)[("train", "val", "test").index(args.split)]
-    result = evaluate_detector(model, dataset)
+        config = DetectionConfig.from_dict(checkpoint.config)
+        if checkpoint.before_engine and config.data != "digit-scenes" and args.split == "test":
+            raise ValueError(f"{checkpoint.path} was trained before validation and test were split apart: its test "
+                             "images were its validation images, and today's test split holds images it trained on; "
+                             "pass --data with images it has not seen")
+        dataset = getattr(load_splits(config), args.split)
+    result = evaluate_detector(detector_from(checkpoint), dataset, device=resolve_device(args.device))
     weakest = sorted((ap, name) for name, ap in result["voc_ap50"].items() if not math.isnan(ap))[:3]
     print_result(args, result, [
         f"{dataset.name}: mAP {result['map']:.3f} (0.5:0.95), mAP@0.5 {result['map50']:.3f}, mAP@0.75 "
@@ -80,11 +118,12 @@ def evaluate_command(args) -> int:
 
 def predict_command(args) -> int:
     from cnnkit.detection.predict import open_detector, predict_files
+    from cnnkit.train.distributed import resolve_device
 
     for path in args.images:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such image file")
-    model = open_detector(args.run)
+    model = open_detector(args.run).to(resolve_device(args.device))
     records = predict_files(model, args.images, args.output, args.score)
     if args.format == "json":
         print(json.dumps(records))
@@ -99,42 +138,20 @@ def predict_command(args) -> int:
 
 
 def add_commands(subparsers) -> None:
-    from cnnkit.detection.backbones import BACKBONES
-    from cnnkit.detection.training import METHODS, DetectionConfig
+    from cnnkit.detection.task import DetectionConfig
 
     formatter = argparse.RawDescriptionHelpFormatter
     group = subparsers.add_parser("detect", help="object detection: R-CNN, Fast R-CNN, Faster R-CNN",
                                   description="Train, evaluate and run object detectors.")
     commands = group.add_subparsers(dest="detect_command", metavar="COMMAND", required=True)
-    defaults = DetectionConfig()
 
     parser = commands.add_parser("train", help="train a detector (default: Faster R-CNN on digit scenes)",
-                                 description="Train a detector, keep the best checkpoint by validation mAP.",
+                                 description="Train a detector, keep the best checkpoint by validation mAP; "
+                                 "resume exactly after an interruption.",
                                  epilog=TRAIN_EXAMPLES, formatter_class=formatter)
-    parser.add_argument("--method", choices=METHODS, default=defaults.method, help="(default: %(default)s)")
-    parser.add_argument("--data", default=defaults.data, help="digit-scenes or a COCO annotation JSON (default: %(default)s)")
-    parser.add_argument("--images", dest="image_dir", help="image folder of a COCO --data (default: found beside it)")
-    parser.add_argument("--backbone", choices=BACKBONES, default=defaults.backbone, help="(default: %(default)s)")
-    for name, kind, text in (("epochs", int, "passes over the training images"), ("batch_size", int, "images per step"),
-                             ("lr", float, "peak learning rate of SGD"),
-                             ("warmup_steps", int, "steps of linear learning-rate warm-up"), ("patience", int,
-                              "stop after this many epochs without a better validation mAP; 0: never"),
-                             ("train_images", int, "use only this many training images"),
-                             ("val_images", int, "validation images of digit scenes"),
-                             ("test_images", int, "test images of digit scenes"),
-                             ("min_size", int, "resize the short side to this"), ("max_size", int, "cap on the long side"),
-                             ("pretrain_steps", int, "digit scenes: pre-train the backbone on single digits "
-                              "for this many steps first; 0: from random weights"),
-                             ("threads", int, "torch threads (1 is fastest on a busy shared CPU)"),
-                             ("seed", int, "seed of data, splits and initialisation")):
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(defaults, name),
-                            help=f"{text} (default: %(default)s)")
-    parser.add_argument("--init-from", metavar="RUN", help="start from another detection run's weights of the same "
-                        "name and shape (R-CNN → Fast R-CNN: backbone and fc6-fc7; Fast → Faster: all but the RPN) "
-                        "instead of pre-training")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=defaults.augment,
-                        help="random rescale and crop that keep boxes right (default: %(default)s)")
-    add_run_folder_options(parser, defaults.runs)
+    parser.add_argument("--images", "--image-dir", dest="image_dir",
+                        help="image folder of a COCO --data (default: found beside it)")
+    add_train_options(parser, DetectionConfig, HELPS, skip=("image_dir",))
     parser.set_defaults(func=train_command)
 
     add_evaluate_command(commands, "COCO mAP and VOC AP@0.5 per class of a trained detector",
@@ -148,5 +165,6 @@ def add_commands(subparsers) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument("-o", "--output", help="folder for images with boxes drawn and detections.json")
     parser.add_argument("--score", type=float, default=0.5, help="lowest score shown (default: %(default)s)")
+    add_device_option(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=predict_command)

@@ -38,11 +38,3 @@ def add_evaluate_command(commands, help: str, data_help: str, epilog: str, forma
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=func)
 
-
-def add_run_folder_options(parser, runs_default: str) -> None:
-    """``--lenient``, ``--runs``, ``--name`` and ``--format`` of the detect and segment loops that
-    do not train through the engine yet (removed once they do)."""
-    parser.add_argument("--lenient", action="store_true", help="drop bad COCO annotations and list them instead of failing")
-    parser.add_argument("--runs", default=runs_default, help="folder of run folders (default: %(default)s)")
-    parser.add_argument("--name", help="run folder name (default: METHOD-DATA)")
-    parser.add_argument("--format", choices=("text", "json"), default="text")

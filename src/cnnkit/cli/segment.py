@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 
 from cnnkit.cli.output import print_result
-from cnnkit.cli.runs import add_evaluate_command, add_run_folder_options
+from cnnkit.cli.runs import add_device_option, add_evaluate_command, add_train_options
+from cnnkit.cli.train import add_config_options, given_options, train_or_resume
 
 TRAIN_EXAMPLES = """\
 examples:
@@ -20,13 +21,16 @@ examples:
   cnnkit segment train --data coco/annotations/instances_train.json --crop-size 320 --lenient
   cnnkit segment train --method mask-rcnn              # instance masks on digit scenes (mask AP, box AP)
   cnnkit segment train --method mask-rcnn --data coco/annotations/instances_train.json --lenient
+  cnnkit segment train --device cuda --amp --batch-size 64  # on a GPU, in mixed precision
+  cnnkit segment train --resume runs/fcn-digit-scenes   # continue a run exactly where it stopped
 
 --data is digit-scenes, a CamVid-style folder (train/ trainannot/ val/ valannot/), a Pascal VOC
 folder (JPEGImages/ SegmentationClass/ ImageSets/) or a COCO annotation JSON (objects painted
-as class masks). A run folder runs/NAME/ keeps config.json, metrics.jsonl (validation mean IoU
-per epoch), best.pt (by validation mean IoU), last.pt and report.json (test mean IoU, pixel and
-mean class accuracy, per-class IoU, confusion matrix, time per image). The loss ignores void
-pixels (label 255; CamVid's 11, VOC's 255).
+as class masks); validation and test are always different images. A run folder runs/NAME/
+keeps config.json, metrics.jsonl (validation mean IoU per epoch), best.pt (by validation mean
+IoU), last.pt and report.md/report.json (test mean IoU, pixel and mean class accuracy,
+per-class IoU, confusion matrix, time per image, the files of each split). The loss ignores
+void pixels (label 255; CamVid's 11, VOC's 255). Mask R-CNN runs keep mask AP and box AP instead.
 """
 
 EVALUATE_EXAMPLES = """\
@@ -48,67 +52,97 @@ Mask R-CNN: OUT/NAME_instances.png (outlined, labelled instance masks) and OUT/i
 """
 
 
-def _weakest(result: dict) -> str:
-    weakest = sorted((iou, name) for name, iou in result["iou"].items() if not math.isnan(iou))[:3]
-    return ", ".join(f"{name} {iou:.3f}" for iou, name in weakest)
+HELPS = {
+    "data": "digit-scenes, a CamVid or VOC folder, or a COCO JSON", "epochs": "passes over the training images",
+    "variant": "FCN skip architecture: 32s, 16s or 8s", "batch_size": "images per step", "lr": "peak learning rate",
+    "backbone": "FCN: a cnnkit ResNet, resnet18 … resnet152; Mask R-CNN: small, resnet18-fpn, …",
+    "optimizer": "adamw or sgd", "patch_size": "sliding window: odd patch side",
+    "patches_per_image": "sliding window: pixels sampled per training image", "flip": "random horizontal flips",
+    "crop_size": "random square training crops (for images of different sizes)",
+    "train_images": "training images (all; digit scenes: 1000)", "val_images": "validation images (all; digit scenes: 50)",
+    "test_images": "test images (all; digit scenes: 100)", "seed": "seed of data, splits and initialisation",
+    "lenient": "drop bad COCO annotations and list them instead of failing",
+    "threads": "torch threads (1 is often fastest on a busy shared CPU)", "runs_dir": "folder of run folders",
+    "name": "run folder name (none: METHOD-DATA, then METHOD-DATA-2…)",
+    "min_size": "Mask R-CNN: resize the short side to this", "max_size": "Mask R-CNN: cap on the long side",
+}
+"""The help of the config fields; where Mask R-CNN's default differs, its default is added."""
 
 
-def _values(args, config_class) -> dict:
-    """The options given on the command line (not None) that ``config_class`` has."""
-    return {field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)
-            if getattr(args, field.name, None) is not None}
+def _weakest(iou: dict) -> str:
+    weakest = sorted((value, name) for name, value in iou.items() if not math.isnan(value))[:3]
+    return ", ".join(f"{name} {value:.3f}" for value, name in weakest)
+
+
+def _run_values(path: str) -> dict:
+    """The config.json of the run that ``path`` (a run folder or a checkpoint in one) belongs to,
+    with the ``runs`` of runs written before the training engine read as ``runs_dir``."""
+    run = Path(path) if Path(path).is_dir() else Path(path).parent
+    if not (run / "config.json").is_file():
+        raise FileNotFoundError(f"{run}: no config.json (expected a run folder of cnnkit segment train)")
+    values = json.loads((run / "config.json").read_text())
+    return {("runs_dir" if key == "runs" else key): value for key, value in values.items()}
+
+
+def _config_class(args):
+    """MaskRCNNConfig for ``--method mask-rcnn`` or the resumed run of a Mask R-CNN (whose config
+    names no method), else SegmentationConfig. Options of the other config only are refused."""
+    from cnnkit.detection.mask_task import MaskRCNNConfig
+    from cnnkit.segmentation import SegmentationConfig
+
+    method = args.method or (_run_values(args.resume).get("method", "mask-rcnn") if args.resume else "fcn")
+    chosen, other = (MaskRCNNConfig, SegmentationConfig) if method == "mask-rcnn" else (SegmentationConfig, MaskRCNNConfig)
+    known = {field.name for field in dataclasses.fields(chosen)} | {"method"}
+    stray = ["--" + name.replace("_", "-") for name in given_options(args, other) if name not in known]
+    if stray:
+        raise ValueError(f"{', '.join(stray)}: not an option of --method {method}")
+    return chosen
 
 
 def train_command(args) -> int:
-    log = print if args.format == "text" else (lambda line: None)
-    if args.method == "mask-rcnn":
-        from cnnkit.detection.mask_training import MaskRCNNConfig, train_mask_rcnn
-
-        report = train_mask_rcnn(MaskRCNNConfig(**_values(args, MaskRCNNConfig)), log=log)
-        print_result(args, {"run": report["run_dir"], "test": report["test"], "best_epoch": report["best_epoch"]}, [
-            f"run folder {report['run_dir']} (best epoch {report['best_epoch']}; report.json, metrics.jsonl)"])
+    result = train_or_resume(args, _config_class(args))
+    report = result.report
+    if not report:  # not process 0 of a distributed run: it writes and prints nothing
         return 0
-    from cnnkit.segmentation.training import SegmentationConfig, train_segmenter
-
-    report = train_segmenter(SegmentationConfig(**_values(args, SegmentationConfig)), log=log)
-    test = {key: value for key, value in report["test"].items() if key != "confusion"}
-    print_result(args, {"run": report["run_dir"], "test": test, "best_epoch": report["best_epoch"]}, [
-        f"weakest classes: {_weakest(test)}",
-        f"run folder {report['run_dir']} (best epoch {report['best_epoch']}; report.json, metrics.jsonl)",
-    ])
+    test, semantic = report["test"], "iou" in report  # else Mask R-CNN
+    headline = (f"test mean IoU {test['mean_iou']:.3f}, pixel accuracy {test['pixel_accuracy']:.3f}; weakest classes: "
+                f"{_weakest(report['iou'])}" if semantic else f"test mask AP {test['mask_map']:.3f}, mask AP@0.5 "
+                f"{test['mask_map50']:.3f}, box AP {test['box_map']:.3f}")
+    record = {"run": str(result.run_dir), "test": test, "best": result.best, **({"iou": report["iou"]} if semantic else {})}
+    print_result(args, record, [f"{headline} ({test['images']} images)",
+                                f"run folder {result.run_dir} (report.md, report.json, metrics.jsonl)"])
     return 0
 
 
 def evaluate_command(args) -> int:
-    from cnnkit.detection.mask_training import is_mask_rcnn_checkpoint
+    from cnnkit.detection.instance_predict import is_mask_rcnn_checkpoint
+    from cnnkit.segmentation import evaluate_segmenter, load_segmenter
+    from cnnkit.segmentation.datasets import run_splits
+    from cnnkit.train.distributed import resolve_device
 
     if is_mask_rcnn_checkpoint(args.run):
         return _evaluate_instances(args)
-    from cnnkit.segmentation.datasets import load_segmentation_data
-    from cnnkit.segmentation.training import SegmentationConfig, evaluate_segmenter, load_segmenter
-
     segmenter = load_segmenter(args.run)
-    run = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+    config = segmenter.config  # the checkpoint's: its data
     if args.data:
-        config = SegmentationConfig(data=args.data, image_dir=args.images, lenient=args.lenient)
-    else:
-        config = SegmentationConfig(**json.loads((run / "config.json").read_text()))
-    splits = load_segmentation_data(config.data, config.image_dir, config.seed, config.train_images,
-                                    config.val_images, config.test_images, config.lenient)
-    dataset = splits[("train", "val", "test").index(args.split)]
-    result = evaluate_segmenter(segmenter, dataset)
+        config = {"data": args.data, "image_dir": args.images, "lenient": args.lenient,
+                  "method": segmenter.method, "seed": config.get("seed", 0)}
+    dataset = getattr(run_splits(config), args.split)
+    result = evaluate_segmenter(segmenter, dataset, resolve_device(args.device))
     print_result(args, result, [
         f"{dataset.name}: mean IoU {result['mean_iou']:.3f}, pixel accuracy {result['pixel_accuracy']:.3f}, "
         f"mean class accuracy {result['mean_class_accuracy']:.3f}",
         "IoU per class: " + ", ".join(f"{name} {iou:.3f}" for name, iou in result["iou"].items()),
-        f"weakest classes: {_weakest(result)}",
+        f"weakest classes: {_weakest(result['iou'])}",
         f"{1000 * result['seconds_per_image']:.1f} ms per image ({result['images']} images)",
     ])
     return 0
 
 
 def _evaluate_instances(args) -> int:
-    from cnnkit.detection.mask_training import MaskRCNNConfig, evaluate_mask_rcnn, load_instance_splits, load_mask_rcnn
+    from cnnkit.detection.instance_predict import evaluate_mask_rcnn, load_mask_rcnn
+    from cnnkit.detection.mask_task import MaskRCNNConfig, load_instance_splits
+    from cnnkit.train.distributed import resolve_device
 
     model = load_mask_rcnn(args.run)
     if args.data:
@@ -116,10 +150,9 @@ def _evaluate_instances(args) -> int:
 
         dataset = read_coco_instances(args.data, args.images, strict=not args.lenient)
     else:
-        run = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
-        config = MaskRCNNConfig(**json.loads((run / "config.json").read_text()))
-        dataset = load_instance_splits(config)[("train", "val", "test").index(args.split)]
-    result = evaluate_mask_rcnn(model, dataset)
+        dataset = load_instance_splits(MaskRCNNConfig.from_dict(_run_values(args.run)))[
+            ("train", "val", "test").index(args.split)]
+    result = evaluate_mask_rcnn(model, dataset, device=resolve_device(args.device))
     print_result(args, result, [
         f"{dataset.name}: mask AP {result['mask_map']:.3f} (0.5:0.95), mask AP@0.5 {result['mask_map50']:.3f}, "
         f"mask AP@0.75 {result['mask_map75']:.3f}",
@@ -131,8 +164,10 @@ def _evaluate_instances(args) -> int:
 
 def _predict_instances(args) -> int:
     from cnnkit.detection.instance_predict import open_instance_segmenter, predict_instances
+    from cnnkit.train.distributed import resolve_device
 
-    records = predict_instances(open_instance_segmenter(args.run), args.images, args.output, args.score)
+    model = open_instance_segmenter(args.run).to(resolve_device(args.device))
+    records = predict_instances(model, args.images, args.output, args.score)
     if args.format == "json":
         print(json.dumps(records))
         return 0
@@ -148,14 +183,14 @@ def _predict_instances(args) -> int:
 def predict_command(args) -> int:
     from cnnkit.detection.instance_predict import is_instance_model
     from cnnkit.segmentation.predict import open_segmenter, predict_files
+    from cnnkit.train.distributed import resolve_device
 
     for path in args.images:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such image file")
     if is_instance_model(args.run):
         return _predict_instances(args)
-    segmenter = open_segmenter(args.run)
-    records = predict_files(segmenter, args.images, args.output)
+    records = predict_files(open_segmenter(args.run), args.images, args.output, resolve_device(args.device))
     if args.format == "json":
         print(json.dumps(records))
         return 0
@@ -167,49 +202,37 @@ def predict_command(args) -> int:
     return 0
 
 
-def add_commands(subparsers) -> None:
-    from cnnkit.segmentation.training import SegmentationConfig
-
-    formatter = argparse.RawDescriptionHelpFormatter
-    group = subparsers.add_parser("segment", help="semantic segmentation: sliding window, FCN",
-                                  description="Train, evaluate and run semantic segmentation models.")
-    commands = group.add_subparsers(dest="segment_command", metavar="COMMAND", required=True)
-    defaults = SegmentationConfig()
+def add_train_command(commands, formatter) -> None:
+    """``segment train``: the options of `SegmentationConfig` and, in a group of their own, those
+    only `MaskRCNNConfig` has; ``--method`` decides which config a run gets."""
+    from cnnkit.detection.mask_task import MaskRCNNConfig
+    from cnnkit.segmentation import SegmentationConfig
 
     parser = commands.add_parser("train", help="train a segmenter (default: FCN-8s on digit scenes)",
-                                 description="Train a segmenter, keep the best checkpoint by validation mean IoU.",
+                                 description="Train a segmenter, keep the best checkpoint by validation mean IoU "
+                                 "(Mask R-CNN: mask AP); resume exactly after an interruption.",
                                  epilog=TRAIN_EXAMPLES, formatter_class=formatter)
-    parser.add_argument("--method", choices=("fcn", "sliding", "mask-rcnn"), default=defaults.method,
+    parser.add_argument("--method", choices=("fcn", "sliding", "mask-rcnn"),
                         help="fcn, the sliding-window baseline, or instance segmentation with Mask R-CNN "
-                             "(digit scenes or a COCO JSON with masks) (default: %(default)s)")
-    parser.add_argument("--data", default=defaults.data,
-                        help="digit-scenes, a CamVid or VOC folder, or a COCO JSON (default: %(default)s)")
-    parser.add_argument("--images", dest="image_dir", help="image folder of a COCO --data (default: found beside it)")
-    parser.add_argument("--variant", choices=("32s", "16s", "8s"), default=defaults.variant,
-                        help="FCN skip architecture (default: %(default)s)")
-    parser.add_argument("--backbone", help=f"FCN: a cnnkit ResNet, resnet18 … resnet152 (default: {defaults.backbone}); "
-                        "Mask R-CNN: small, resnet18-fpn, … (default: small)")
-    for name, kind, text in (("epochs", int, "passes over the training images"), ("batch_size", int, "images per step"),
-                             ("lr", float, "peak learning rate (cosine to 0)"),
-                             ("optimizer", str, "adamw or sgd (Mask R-CNN: SGD)"),
-                             ("patch_size", int, "sliding window: odd patch side"),
-                             ("patches_per_image", int, "sliding window: pixels sampled per training image"),
-                             ("crop_size", int, "random square training crops (for images of different sizes)"),
-                             ("train_images", int, "training images (all; digit scenes: 1000)"),
-                             ("val_images", int, "validation images (all; digit scenes: 50)"),
-                             ("test_images", int, "test images (all; digit scenes: 100)"),
-                             ("threads", int, "torch threads (1 is often fastest on a busy shared CPU)"),
-                             ("seed", int, "seed of data, splits and initialisation")):
-        default = getattr(defaults, name)
-        parser.add_argument("--" + name.replace("_", "-"), type=kind,
-                            help=f"{text} (default: {default}" + (")" if name in ("patch_size", "patches_per_image",
-                                                                                    "crop_size", "val_images")
-                                                                   else "; Mask R-CNN: its own)"))
-    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=defaults.flip,
-                        help="random horizontal flips (default: %(default)s)")
-    add_run_folder_options(parser, defaults.runs)
+                             "(digit scenes or a COCO JSON with masks) (default: fcn; with --resume: the run's)")
+    parser.add_argument("--images", "--image-dir", dest="image_dir",
+                        help="image folder of a COCO --data (default: found beside it)")
+    segmentation = {field.name: field.default for field in dataclasses.fields(SegmentationConfig)}
+    helps = dict(HELPS)
+    for field in dataclasses.fields(MaskRCNNConfig):
+        if field.name in segmentation and field.default != segmentation[field.name]:
+            helps[field.name] = f"{helps.get(field.name, '')}; Mask R-CNN default: {field.default}".lstrip("; ")
+    add_train_options(parser, SegmentationConfig, helps, skip=("method", "image_dir"))
+    add_config_options(parser, MaskRCNNConfig, helps, skip=tuple(segmentation))
     parser.set_defaults(func=train_command)
 
+
+def add_commands(subparsers) -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    group = subparsers.add_parser("segment", help="semantic segmentation: sliding window, FCN; Mask R-CNN",
+                                  description="Train, evaluate and run segmentation models.")
+    commands = group.add_subparsers(dest="segment_command", metavar="COMMAND", required=True)
+    add_train_command(commands, formatter)
     add_evaluate_command(commands, "mean IoU, pixel and class accuracy of a trained segmenter",
                          "a dataset as for train (default: the run's own data)", EVALUATE_EXAMPLES, formatter,
                          evaluate_command)
@@ -223,5 +246,6 @@ def add_commands(subparsers) -> None:
     parser.add_argument("-o", "--output", help="folder for overlays, mask PNGs and predictions.json")
     parser.add_argument("--score", type=float, default=0.5,
                         help="Mask R-CNN: lowest score shown (default: %(default)s)")
+    add_device_option(parser)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.set_defaults(func=predict_command)

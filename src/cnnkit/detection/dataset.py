@@ -47,6 +47,11 @@ class DetectionDataset:
         return len(self.images)
 
     @property
+    def on_disk(self) -> bool:
+        """Whether the images are files read on access (COCO) rather than tensors in memory."""
+        return bool(self.images) and isinstance(self.images[0], (str, os.PathLike))
+
+    @property
     def num_classes(self) -> int:
         """K + 1: the categories and the background."""
         return len(self.categories) + 1
@@ -98,9 +103,3 @@ def collate(batch: list[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]
     detector's transform (padding to a common size)."""
     return [image for image, _ in batch], [target for _, target in batch]
 
-
-def iterate(dataset: DetectionDataset, batch_size: int, order: Tensor | None = None):
-    """Batches ``(images, targets)`` over ``order`` (default: the dataset's order)."""
-    order = torch.arange(len(dataset)) if order is None else order
-    for start in range(0, len(order), batch_size):
-        yield collate([dataset[int(i)] for i in order[start : start + batch_size]])

@@ -11,7 +11,8 @@ together with the multi-task loss on mini-batches of sampled RoIs (§2.3):
 
 The stages are those of Faster R-CNN (`cnnkit.detection.faster_rcnn`) without the RPN:
 proposals come from selective search (`cnnkit.detection.proposals`), computed on the image
-before resizing. Training proposals are computed once per image and kept in the targets.
+before resizing. Training proposals are computed once per image and kept in the targets
+(`cnnkit.detection.proposals.attach_proposals`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import torch
 from torch import Tensor, nn
 
 from cnnkit.detection.backbones import build_backbone
-from cnnkit.detection.dataset import DetectionDataset
 from cnnkit.detection.proposals import SelectiveSearch
 from cnnkit.detection.roi_heads import BoxPredictor, RoIHeads, RoIPooler, TwoMLPHead
 from cnnkit.detection.structures import Detections
@@ -38,17 +38,11 @@ class FastRCNN(nn.Module):
         self.proposer = proposer or SelectiveSearch()
 
     def proposals(self, images: list[Tensor], targets: list[dict] | None = None) -> list[Tensor]:
-        """Selective-search boxes per image (those kept in ``target["proposals"]`` when present)."""
+        """Selective-search boxes per image (those kept in ``target["proposals"]`` when present),
+        on the image's device."""
         if targets is not None and all("proposals" in t for t in targets):
-            return [t["proposals"] for t in targets]
-        return [self.proposer(image) for image in images]
-
-    def attach_proposals(self, dataset: DetectionDataset) -> DetectionDataset:
-        """The dataset with each image's proposals computed once and kept in its target."""
-        out = dataset.subset(range(len(dataset)))
-        out.targets = [{**{k: v for k, v in t.items() if k != "masks"}, "proposals": self.proposer(dataset.image(i))}
-                       for i, t in enumerate(dataset.targets)]
-        return out
+            return [t["proposals"].to(image.device) for t, image in zip(targets, images)]
+        return [self.proposer(image).to(image.device) for image in images]
 
     def _shared_features(self, images, targets=None):
         proposals = self.proposals(images, targets)

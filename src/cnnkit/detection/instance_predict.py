@@ -1,7 +1,14 @@
-"""Instance segmentation of image files: outlined masks with labels, and the masks as COCO JSON."""
+"""Instance segmentation of image files: open a Mask R-CNN, evaluate it, outline labelled masks,
+write the masks as COCO JSON.
+
+`open_instance_segmenter` accepts a run folder or checkpoint of Mask R-CNN training
+(`load_mask_rcnn`, also those written before the training engine) and a state dict written
+for torchvision's ``maskrcnn_resnet50_fpn``. Nothing here imports training code.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -11,49 +18,62 @@ from torch import Tensor
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from cnnkit.data.images import read_image, save_image
+from cnnkit.detection.checkpoints import (
+    INSTANCES,
+    detector_from,
+    open_detector_file,
+    read_detector_checkpoint,
+    read_detector_file,
+)
+from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.detection.evaluation import evaluate_in_batches, instance_figures
 from cnnkit.detection.mask_metrics import encode_masks
 from cnnkit.detection.structures import Detections
 from cnnkit.files import atomic_write
 
-
 MASK_KEY = "roi_heads.mask_predictor.mask_fcn_logits.weight"
+
+
+def load_mask_rcnn(path: str | os.PathLike):
+    """The Mask R-CNN of a run folder (its ``best.pt``) or checkpoint, in eval mode on the CPU.
+    Raises FileNotFoundError or ValueError naming the file."""
+    return detector_from(read_detector_checkpoint(path, INSTANCES))
+
+
+def is_mask_rcnn_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (a run folder or checkpoint) holds a cnnkit Mask R-CNN (False for
+    anything else, unreadable files included)."""
+    try:
+        read_detector_checkpoint(path, INSTANCES)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def evaluate_mask_rcnn(model, dataset: DetectionDataset, batch_size: int = 8, device: torch.device | str = "cpu") -> dict:
+    """``model`` (moved to ``device``) on ``dataset``: COCO mask AP and box AP figures
+    (``mask_map``, ``mask_map50``, …, ``box_map``, …), ``seconds_per_image`` and ``images``."""
+    return evaluate_in_batches(model, dataset, instance_figures, batch_size, device)
 
 
 def is_instance_model(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a Mask R-CNN run folder or checkpoint of cnnkit, or a
-    ``maskrcnn_resnet50_fpn`` state dict (read safely; False for anything unreadable)."""
-    from cnnkit.detection.mask_training import is_mask_rcnn_checkpoint
-    from cnnkit.models.weights import read_state_dict
-
-    path = Path(path)
-    if is_mask_rcnn_checkpoint(path):
-        return True
-    if not path.is_file():
-        return False
+    ``maskrcnn_resnet50_fpn`` state dict (read once, safely; False for anything unreadable)."""
     try:
-        state, _ = read_state_dict(path)
+        checkpoint, state = read_detector_file(path, INSTANCES)
     except (ValueError, OSError):
         return False
-    return MASK_KEY in state
+    return checkpoint is not None or MASK_KEY in state
 
 
 def open_instance_segmenter(path: str | os.PathLike, min_size: int = 800, max_size: int = 1333):
-    """A Mask R-CNN in eval mode from a cnnkit run folder or checkpoint, or from a state dict
-    written for torchvision's ``maskrcnn_resnet50_fpn`` (class count read from the file;
-    categories named by their COCO ids)."""
+    """A Mask R-CNN in eval mode on the CPU from a cnnkit run folder or checkpoint, or from a
+    state dict written for torchvision's ``maskrcnn_resnet50_fpn`` (class count read from the
+    file; categories named by their COCO ids), reading the file once."""
     from cnnkit.detection.mask_rcnn import maskrcnn_resnet50_fpn
-    from cnnkit.detection.mask_training import is_mask_rcnn_checkpoint, load_mask_rcnn
-    from cnnkit.detection.weights import load_detector_weights
-    from cnnkit.models.weights import read_state_dict
 
-    if is_mask_rcnn_checkpoint(path):
-        return load_mask_rcnn(path)
-    state, _ = read_state_dict(path)
-    if MASK_KEY not in state:
-        raise ValueError(f"{path}: neither a cnnkit Mask R-CNN checkpoint nor a maskrcnn_resnet50_fpn state dict")
-    model = maskrcnn_resnet50_fpn(num_classes=state[MASK_KEY].shape[0], min_size=min_size, max_size=max_size)
-    load_detector_weights(model, path)
-    return model.eval()
+    torchvision = functools.partial(maskrcnn_resnet50_fpn, min_size=min_size, max_size=max_size)
+    return open_detector_file(path, INSTANCES, torchvision, MASK_KEY)
 
 
 def draw_instances(image: Tensor, detections: Detections, categories: list[str]) -> Tensor:
@@ -76,16 +96,17 @@ def draw_instances(image: Tensor, detections: Detections, categories: list[str])
 
 def predict_instances(model, paths: list[str | os.PathLike], output: str | os.PathLike | None = None,
                       score_threshold: float = 0.5) -> list[dict]:
-    """Detect and segment instances in each image file; with ``output``, write ``NAME_instances.png``
-    and ``instances.json`` (COCO results with RLE ``segmentation``, image_id = position from 1,
-    plus the file name). Returns the records."""
+    """Detect and segment instances in each image file, on the device the model is on; with
+    ``output``, write ``NAME_instances.png`` and ``instances.json`` (COCO results with RLE
+    ``segmentation``, image_id = position from 1, plus the file name). Returns the records."""
     records = []
     category_ids = list(range(1, len(model.categories) + 1))
+    device = next(model.parameters()).device
     if output is not None:
         Path(output).mkdir(parents=True, exist_ok=True)
     for image_id, path in enumerate(paths, start=1):
         image = read_image(path, gray=False)
-        found = model.predict([image])[0].above(score_threshold)
+        found = model.predict([image.to(device)])[0].above(score_threshold).to("cpu")
         for record, rle in zip(found.to_coco(image_id, category_ids), encode_masks(found.masks >= 0.5)):
             records.append({**record, "segmentation": rle, "category": model.categories[record["category_id"] - 1],
                             "file_name": str(path)})

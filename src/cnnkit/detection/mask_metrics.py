@@ -8,15 +8,12 @@ evaluation, so the figures equal the official ones.
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 from torch import Tensor
 
 from cnnkit.detection.coco import coco_dict
 from cnnkit.detection.dataset import DetectionDataset
-from cnnkit.detection.metrics import COCO_KEYS
+from cnnkit.detection.metrics import coco_evaluation
 from cnnkit.detection.structures import Detections
 
 
@@ -47,13 +44,10 @@ def coco_mask_map(dataset: DetectionDataset, detections: list[Detections], thres
     for masks and for boxes) for detections whose ``masks`` are ``(R, H, W)`` probabilities; the
     dataset's targets carry ``masks (G, H, W)`` or COCO ``segmentation`` lists
     (`cnnkit.detection.coco_masks.read_coco_instances`), which pycocotools reads as they are."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     from cnnkit.detection.coco_masks import segmentation_to_rle
 
-    truth_dict = coco_dict(dataset)
-    annotations = iter(truth_dict["annotations"])
+    truth = coco_dict(dataset)
+    annotations = iter(truth["annotations"])
     for index, target in enumerate(dataset.targets):
         if "segmentation" in target:
             height, width = dataset.image_size(index)
@@ -68,17 +62,6 @@ def coco_mask_map(dataset: DetectionDataset, detections: list[Detections], thres
     results = instance_results(dataset, detections, threshold)
     scores = {}
     for kind, prefix in (("segm", "mask_"), ("bbox", "box_")):
-        if not results:
-            scores.update({prefix + key: 0.0 for key in COCO_KEYS})
-            continue
-        with contextlib.redirect_stdout(io.StringIO()):
-            truth = COCO()
-            truth.dataset = truth_dict
-            truth.createIndex()
-            evaluation = COCOeval(truth, truth.loadRes(results), kind)
-            evaluation.params.imgIds = [int(i) for i in dataset.image_ids]
-            evaluation.evaluate()
-            evaluation.accumulate()
-            evaluation.summarize()
-        scores.update({prefix + key: float(value) for key, value in zip(COCO_KEYS, evaluation.stats[:6])})
+        figures = coco_evaluation(truth, results, kind, dataset.image_ids)
+        scores.update({prefix + key: value for key, value in figures.items()})
     return scores

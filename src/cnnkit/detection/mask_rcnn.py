@@ -45,7 +45,7 @@ class MaskRoIHeads(RoIHeads):
     def mask_logits(self, features: list[Tensor], boxes: list[Tensor], image_sizes) -> Tensor:
         """``(R, K+1, m, m)`` mask logits for the boxes of every image."""
         pooled = self.mask_roi_pool(features, boxes, image_sizes)  # (R, C, 14, 14)
-        return self.mask_predictor(self.mask_head(pooled))
+        return self.mask_predictor(self.mask_head(pooled)).float()
 
     def loss(self, features: list[Tensor], proposals: list[Tensor], image_sizes, targets: list[dict]) -> dict[str, Tensor]:
         """Faster R-CNN's ``loss_classifier`` and ``loss_box_reg`` plus ``loss_mask`` on the positive RoIs.
@@ -57,12 +57,15 @@ class MaskRoIHeads(RoIHeads):
         for boxes, label, target, size in zip(sampled, labels, targets, image_sizes):
             keep = torch.where(label > 0)[0]
             boxes, label = boxes[keep], label[keep]
-            masks = target["masks"]
-            matched = box_iou(target["boxes"].to(boxes.dtype), boxes).argmax(0)  # the object each positive matched
-            original = scale_boxes(boxes, size, tuple(masks.shape[-2:]))  # the box in the mask's pixels
+            masks, mask_size = target["masks"], self._mask_size()
             positive_boxes.append(boxes)
             positive_labels.append(label)
-            mask_targets.append(project_masks_on_boxes(masks, original, matched, self._mask_size()))
+            if len(boxes) == 0:  # an image without objects (a COCO negative): no mask to learn
+                mask_targets.append(boxes.new_zeros((0, mask_size, mask_size)))
+                continue
+            matched = box_iou(target["boxes"].to(boxes.dtype), boxes).argmax(0)  # the object each positive matched
+            original = scale_boxes(boxes, size, tuple(masks.shape[-2:]))  # the box in the mask's pixels
+            mask_targets.append(project_masks_on_boxes(masks, original, matched, mask_size))
         logits = self.mask_logits(features, positive_boxes, image_sizes)
         losses["loss_mask"] = mask_loss(logits, torch.cat(positive_labels), torch.cat(mask_targets))
         return losses

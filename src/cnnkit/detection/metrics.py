@@ -26,19 +26,25 @@ COCO_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large")
 def coco_map(dataset: DetectionDataset, detections: list[Detections]) -> dict[str, float]:
     """``{"map", "map50", "map75", "map_small", "map_medium", "map_large"}`` by pycocotools
     (−1 where a size class has no objects, as pycocotools reports it)."""
+    results = [record for image_id, found in zip(dataset.image_ids, detections)
+               for record in found.to_coco(image_id, dataset.category_ids)]
+    return coco_evaluation(coco_dict(dataset), results, "bbox", dataset.image_ids)
+
+
+def coco_evaluation(truth: dict, results: list[dict], kind: str, image_ids) -> dict[str, float]:
+    """pycocotools' six summary figures (`COCO_KEYS`) of the result records against the ground
+    truth dict over ``image_ids``, for ``kind`` "bbox" (boxes) or "segm" (masks); 0 without results."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    results = [record for image_id, found in zip(dataset.image_ids, detections)
-               for record in found.to_coco(image_id, dataset.category_ids)]
     if not results:
         return {key: 0.0 for key in COCO_KEYS}
     with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO()
-        truth.dataset = coco_dict(dataset)
-        truth.createIndex()
-        evaluation = COCOeval(truth, truth.loadRes(results), "bbox")
-        evaluation.params.imgIds = [int(i) for i in dataset.image_ids]
+        coco = COCO()
+        coco.dataset = truth
+        coco.createIndex()
+        evaluation = COCOeval(coco, coco.loadRes(results), kind)
+        evaluation.params.imgIds = [int(i) for i in image_ids]
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()

@@ -3,14 +3,24 @@ of candidate boxes (R-CNN §2.1: "~2000 category-independent region proposals").
 
 Selective search over-segments the image (Felzenszwalb-Huttenlocher graph segmentation) and
 merges neighbouring regions greedily by colour, texture, size and fill similarity; every region
-ever formed is a proposal. OpenCV's implementation (``cv2.ximgproc.segmentation``) is used.
+ever formed is a proposal. OpenCV's implementation (``cv2.ximgproc.segmentation``) is used; it
+ranks the regions with a random factor (the paper's "pseudo-random ranking") from C's
+``rand()``, which is seeded before every image, so that the proposals are a function of the
+image alone: the same in every epoch, after a resume and on every process.
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
+
+from cnnkit.detection.dataset import DetectionDataset
+
+RANKING_SEED = 0
 
 
 class SelectiveSearch:
@@ -34,6 +44,7 @@ class SelectiveSearch:
             search.switchToSelectiveSearchFast()
         else:
             search.switchToSelectiveSearchQuality()
+        _c_srand()(RANKING_SEED)
         rects = search.process()  # (P, 4) x, y, w, h
         boxes = torch.from_numpy(rects.astype(np.float32)).reshape(-1, 4)
         boxes[:, 2:] += boxes[:, :2]
@@ -41,3 +52,22 @@ class SelectiveSearch:
         boxes = boxes[keep]
         _, first = np.unique(boxes.numpy(), axis=0, return_index=True)
         return boxes[torch.from_numpy(np.sort(first))][: self.max_proposals]
+
+
+@functools.cache
+def _c_srand():
+    """``srand`` of the C library whose ``rand()`` OpenCV's ranking draws on; where there is none
+    to load (Windows), a no-op, and the ranking varies from call to call."""
+    try:
+        return ctypes.CDLL(None).srand
+    except (OSError, TypeError, AttributeError):
+        return lambda seed: None
+
+
+def attach_proposals(dataset: DetectionDataset, proposer: SelectiveSearch) -> DetectionDataset:
+    """The dataset with each image's proposals computed once and kept in its target as
+    ``"proposals" (P, 4)``: R-CNN and Fast R-CNN read them there in every epoch instead of
+    searching again (selective search is deterministic, so the boxes are the same)."""
+    out = dataset.subset(range(len(dataset)))
+    out.targets = [{**target, "proposals": proposer(dataset.image(index))} for index, target in enumerate(dataset.targets)]
+    return out

@@ -8,7 +8,10 @@ The CNN is the same backbone and fc6-fc7 head that Fast and Faster R-CNN use: a 
 to ``stride × 7`` pixels gives the 7×7 map that RoI pooling gives them. It is first fine-tuned
 as a (K+1)-way classifier on warped regions (IoU ≥ 0.5 with an object: its class; else
 background; 1:3 positives to background per batch, §2.3 "supervised pre-training / domain-
-specific fine-tuning"); its fc7 output is then the feature. The SVMs take the ground-truth
+specific fine-tuning"; `RCNN.loss`, trained by the engine like any detector's loss); its fc7
+output is then the feature. Until the SVMs are fitted, regions are scored by that fine-tuned
+softmax (the variant of appendix B), so fine-tuning is validated by mAP like the other
+detectors. The closed-form stages (`RCNN.fit_svms_and_box_regressors`) take the ground-truth
 boxes as positives and regions with IoU < 0.3 as negatives, starting from a random subset and
 adding the negatives the current SVM scores above −1 (hard negative mining). Box regression is
 ridge regression from the features of regions with IoU ≥ 0.6 to their box-coding targets.
@@ -27,6 +30,7 @@ from cnnkit.detection.dataset import DetectionDataset
 from cnnkit.detection.postprocess import select_detections
 from cnnkit.detection.proposals import SelectiveSearch
 from cnnkit.detection.roi_heads import TwoMLPHead
+from cnnkit.detection.sampling import sample_balanced
 from cnnkit.detection.structures import Detections
 from cnnkit.detection.transform import IMAGENET_MEAN, IMAGENET_STD
 
@@ -36,91 +40,91 @@ def warp_regions(image: Tensor, boxes: Tensor, size: int, context: float = 0.1) 
     resampled (bilinear) to ``(R, 3, size, size)`` whatever its aspect ratio (R-CNN §2.1 "warp")."""
     widths, heights = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     pad = torch.stack([-widths, -heights, widths, heights], 1) * context
-    rois = torch.cat([torch.zeros(len(boxes), 1), boxes + pad], 1)
+    rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes + pad], 1)  # (R, 5): image 0, box
     return roi_align(image[None], rois, size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
 
 
 class RCNN(nn.Module):
-    """``RCNN(backbone, box_head, categories)``; `fit` trains it stage by stage, `predict` detects."""
+    """``RCNN(backbone, box_head, categories)``: `loss` fine-tunes the CNN on warped regions,
+    `fit_svms_and_box_regressors` fits the SVMs and box regressors in closed form, `predict` detects."""
 
     def __init__(self, backbone: nn.Module, box_head: TwoMLPHead, categories: list[str], region_size: int = 56,
-                 proposer: SelectiveSearch | None = None, score_thresh: float = 0.05, nms_thresh: float = 0.3) -> None:
+                 proposer: SelectiveSearch | None = None, score_thresh: float = 0.05, nms_thresh: float = 0.3,
+                 regions_per_image: int = 32) -> None:
         super().__init__()
         self.backbone, self.box_head, self.categories = backbone, box_head, list(categories)
         self.region_size, self.proposer = region_size, proposer or SelectiveSearch()
         features, classes = box_head.fc7.out_features, len(categories)
-        self.classifier = nn.Linear(features, classes + 1)  # used only for fine-tuning
+        self.classifier = nn.Linear(features, classes + 1)  # the fine-tuning's (K+1)-way softmax
         self.svm = nn.Linear(features, classes)  # one linear SVM per class: w_k · φ + b_k
         self.box_regressor = nn.Linear(features, 4 * classes)  # per-class ridge regression
+        for layer in (self.svm, self.box_regressor):  # fitted in closed form, zero until then
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+            layer.requires_grad_(False)
         self.box_coder = BoxCoder((10.0, 10.0, 5.0, 5.0))
-        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
+        self.score_thresh, self.nms_thresh, self.regions_per_image = score_thresh, nms_thresh, regions_per_image
+
+    @property
+    def svms_fitted(self) -> bool:
+        return bool(self.svm.weight.any())
+
+    def proposals(self, image: Tensor, target: dict | None = None) -> Tensor:
+        """Selective-search boxes ``(P, 4)`` of ``image`` (those kept in ``target["proposals"]``
+        when there), on the image's device."""
+        boxes = target["proposals"] if target is not None and "proposals" in target else self.proposer(image)
+        return boxes.to(image.device)
 
     def region_features(self, image: Tensor, boxes: Tensor, batch_size: int = 256) -> Tensor:
         """fc7 features ``(R, D)`` of each warped region: the CNN runs once per region."""
-        mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
-        std = torch.tensor(IMAGENET_STD)[:, None, None]
-        out = []
-        for start in range(0, len(boxes), batch_size):
-            regions = warp_regions((image - mean) / std, boxes[start : start + batch_size], self.region_size)
-            out.append(self.box_head(self.backbone(regions)["0"]))  # (r, 128, 7, 7) → (r, D)
-        return torch.cat(out) if out else torch.zeros(0, self.box_head.fc7.out_features)
+        image = _normalised(image)
+        out = [self.box_head(self.backbone(warp_regions(image, boxes[start : start + batch_size], self.region_size))["0"])
+               for start in range(0, len(boxes), batch_size)]  # (r, 128, 7, 7) → (r, D)
+        return torch.cat(out) if out else image.new_zeros((0, self.box_head.fc7.out_features))
 
-    # -- training, stage by stage ---------------------------------------------------------------
-    def fit(self, dataset: DetectionDataset, epochs: int = 2, regions_per_image: int = 32, lr: float = 0.01,
-            log=print) -> None:
-        proposals = [self.proposer(dataset.image(i)) for i in range(len(dataset))]
-        log(f"R-CNN: {sum(map(len, proposals)) / max(1, len(dataset)):.0f} selective-search regions per image")
-        self.fine_tune(dataset, proposals, epochs, regions_per_image, lr, log)
-        features, ious, labels, matched, regions = self._features(dataset, proposals)
-        self.train_svms(features, ious, labels, log)
-        self.train_box_regressors(features, ious, labels, matched, regions)
-        self.eval()
-
-    def fine_tune(self, dataset, proposals, epochs, regions_per_image, lr, log) -> None:
-        """(K+1)-way classification of warped regions with cross-entropy, SGD."""
-        parameters = [*self.backbone.parameters(), *self.box_head.parameters(), *self.classifier.parameters()]
-        optimizer = torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=1e-4)
-        self.train()
-        for epoch in range(epochs):
-            total = 0.0
-            for i in torch.randperm(len(dataset)).tolist():
-                image, target = dataset.image(i), dataset.targets[i]
-                boxes, labels = self._labelled_regions(proposals[i], target, regions_per_image)
-                logits = self.classifier(self.region_features(image, boxes))
-                loss = F.cross_entropy(logits, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-            log(f"R-CNN fine-tuning epoch {epoch + 1}/{epochs}: loss {total / max(1, len(dataset)):.3f}")
-
-    def _labelled_regions(self, proposals, target, count):
+    # -- training: fine-tuning by gradient, then the closed-form stages --------------------------
+    def labelled_regions(self, proposals: Tensor, target: dict) -> tuple[Tensor, Tensor]:
+        """Fine-tuning regions of one image: its proposals and ground-truth boxes, labelled with the
+        class of the object they overlap at IoU ≥ 0.5 (else 0, background), ``regions_per_image``
+        of them at up to 1:3 positives to background (`sample_balanced`, torch's generator)."""
         boxes = torch.cat([proposals, target["boxes"]])
-        labels = torch.zeros(len(boxes), dtype=torch.int64)
-        if len(target["boxes"]):
-            iou, index = box_iou(boxes, target["boxes"]).max(1)
-            labels = torch.where(iou >= 0.5, target["labels"][index], labels)
-        positive, negative = torch.where(labels > 0)[0], torch.where(labels == 0)[0]
-        positive = positive[torch.randperm(len(positive))[: count // 4]]
-        negative = negative[torch.randperm(len(negative))[: count - len(positive)]]
+        iou, label, _ = best_matches(boxes, target)
+        labels = torch.where(iou >= 0.5, label, 0)
+        positive, negative = sample_balanced(labels, self.regions_per_image, 0.25)
         keep = torch.cat([positive, negative])
         return boxes[keep], labels[keep]
 
+    def loss(self, images: list[Tensor], targets: list[dict]) -> dict[str, Tensor]:
+        """``{"loss_classifier"}``: domain-specific fine-tuning (§2.3), the (K+1)-way cross-entropy
+        of every image's labelled regions, warped and passed through the CNN together."""
+        regions, labels = [], []
+        for image, target in zip(images, targets):
+            boxes, label = self.labelled_regions(self.proposals(image, target), target)
+            regions.append(warp_regions(_normalised(image), boxes, self.region_size))  # (R, 3, s, s)
+            labels.append(label)
+        features = self.box_head(self.backbone(torch.cat(regions))["0"])  # (ΣR, D)
+        return {"loss_classifier": F.cross_entropy(self.classifier(features), torch.cat(labels))}
+
+    def fit_svms_and_box_regressors(self, dataset: DetectionDataset, log=print) -> None:
+        """The closed-form stages on the fine-tuned CNN's fc7 features of every proposal and
+        ground-truth box of ``dataset``: linear SVMs with hard negative mining (§2.3), then box
+        regression (appendix C). The features are computed where the model is, the fits on the CPU."""
+        features, ious, labels, matched, regions = self._features(dataset)
+        self.train_svms(features, ious, labels, log)
+        self.train_box_regressors(features, ious, labels, matched, regions)
+
     @torch.no_grad()
-    def _features(self, dataset, proposals):
+    def _features(self, dataset: DetectionDataset):
         """fc7 features of every proposal and ground-truth box, with their best IoU, its class,
-        the matched box and the region itself."""
+        the matched box and the region itself (on the CPU)."""
         self.eval()
+        device = self.classifier.weight.device
         features, ious, labels, matched, regions = [], [], [], [], []
         for i in range(len(dataset)):
-            target = dataset.targets[i]
-            boxes = torch.cat([proposals[i], target["boxes"]])
-            if len(target["boxes"]):
-                iou, index = box_iou(boxes, target["boxes"]).max(1)
-                label, match = target["labels"][index], target["boxes"][index]
-            else:
-                iou, label, match = torch.zeros(len(boxes)), torch.zeros(len(boxes), dtype=torch.int64), boxes
-            features.append(self.region_features(dataset.image(i), boxes))
+            image, target = dataset.image(i).to(device), dataset.targets[i]
+            boxes = torch.cat([self.proposals(image, target).cpu(), target["boxes"]])
+            iou, label, match = best_matches(boxes, target)
+            features.append(self.region_features(image, boxes.to(device)).cpu())
             ious.append(iou), labels.append(label), matched.append(match), regions.append(boxes)
         return tuple(torch.cat(x) for x in (features, ious, labels, matched, regions))
 
@@ -140,8 +144,8 @@ class RCNN(nn.Module):
                     break
                 active = torch.unique(torch.cat([active, hard]), dim=0)
             weights.append(w), biases.append(b)
-        self.svm.weight.data = torch.stack(weights)
-        self.svm.bias.data = torch.stack(biases)
+        self.svm.weight.copy_(torch.stack(weights))
+        self.svm.bias.copy_(torch.stack(biases))
         log(f"R-CNN: {len(self.categories)} linear SVMs trained with hard negative mining")
 
     def train_box_regressors(self, features, ious, labels, matched, regions, ridge: float = 10.0) -> None:
@@ -159,9 +163,21 @@ class RCNN(nn.Module):
             solution = torch.linalg.solve(x.T @ x + penalty, x.T @ t).float()  # (D+1, 4)
             weight[4 * (k - 1) : 4 * k] = solution[:-1].T
             bias[4 * (k - 1) : 4 * k] = solution[-1]
-        self.box_regressor.weight.data, self.box_regressor.bias.data = weight, bias
+        self.box_regressor.weight.copy_(weight)
+        self.box_regressor.bias.copy_(bias)
 
     # -- inference ------------------------------------------------------------------------------
+    def score_regions(self, features: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores ``(R, K+1)`` (column 0 the background) and boxes: the SVMs' margins squashed to
+        (0, 1) and each class's regressed box ``(R, K+1, 4)`` once they are fitted; before (during
+        fine-tuning) the softmax of the (K+1)-way classifier and the regions themselves ``(R, 4)``."""
+        if not self.svms_fitted:
+            return F.softmax(self.classifier(features), 1), boxes
+        scores = torch.sigmoid(self.svm(features))  # (R, K)
+        scores = torch.cat([scores.new_zeros(len(boxes), 1), scores], 1)
+        deltas = torch.cat([features.new_zeros(len(boxes), 4), self.box_regressor(features)], 1)
+        return scores, self.box_coder.decode(deltas, boxes)  # (R, K+1, 4)
+
     @torch.no_grad()
     def predict(self, images: list[Tensor], proposals: list[Tensor] | None = None) -> list[Detections]:
         was_training = self.training
@@ -169,17 +185,29 @@ class RCNN(nn.Module):
         try:
             results = []
             for i, image in enumerate(images):
-                boxes = self.proposer(image) if proposals is None else proposals[i]
-                features = self.region_features(image, boxes)
-                scores = torch.sigmoid(self.svm(features))  # (R, K) SVM margins squashed to (0, 1)
-                scores = torch.cat([torch.zeros(len(boxes), 1), scores], 1)
-                deltas = torch.cat([torch.zeros(len(boxes), 4), self.box_regressor(features)], 1)
-                refined = self.box_coder.decode(deltas, boxes)  # (R, K+1, 4)
-                results.append(select_detections(scores, refined, tuple(image.shape[-2:]), self.score_thresh,
+                boxes = self.proposals(image, None if proposals is None else {"proposals": proposals[i]})
+                scores, boxes = self.score_regions(self.region_features(image, boxes), boxes)
+                results.append(select_detections(scores, boxes, tuple(image.shape[-2:]), self.score_thresh,
                                                  self.nms_thresh))
             return results
         finally:
             self.train(was_training)
+
+
+def best_matches(boxes: Tensor, target: dict) -> tuple[Tensor, Tensor, Tensor]:
+    """For each of ``boxes (R, 4)``: its highest IoU with the target's objects ``(R,)``, that
+    object's label ``(R,)`` and box ``(R, 4)`` (0, 0 and the box itself in an image without objects)."""
+    if len(target["boxes"]) == 0:
+        return boxes.new_zeros(len(boxes)), torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device), boxes
+    iou, index = box_iou(boxes, target["boxes"]).max(1)
+    return iou, target["labels"][index], target["boxes"][index]
+
+
+def _normalised(image: Tensor) -> Tensor:
+    """``image (3, H, W)`` in [0, 1] normalised with the ImageNet mean and std of the backbones."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device)[:, None, None]
+    std = torch.tensor(IMAGENET_STD, device=image.device)[:, None, None]
+    return (image - mean) / std
 
 
 def _fit_linear_svm(positive: Tensor, negative: Tensor, C: float, steps: int, w: Tensor, b: Tensor):

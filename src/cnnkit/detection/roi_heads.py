@@ -62,8 +62,8 @@ class RoIPooler(nn.Module):
         self.levels = levels
 
     def pool(self, feature: Tensor, rois: Tensor, scale: float) -> Tensor:
-        if self.method == "max":
-            return roi_pool(feature, rois, self.output_size, spatial_scale=scale)
+        if self.method == "max":  # torchvision's roi_pool has no autocast: features in the boxes' float32
+            return roi_pool(feature.to(rois.dtype), rois, self.output_size, spatial_scale=scale)
         return roi_align(feature, rois, self.output_size, spatial_scale=scale, sampling_ratio=self.sampling_ratio)
 
     def forward(self, features: list[Tensor], boxes: list[Tensor], image_sizes: list[tuple[int, int]]) -> Tensor:
@@ -123,9 +123,11 @@ class RoIHeads(nn.Module):
         self.score_thresh, self.nms_thresh, self.detections_per_img = score_thresh, nms_thresh, detections_per_img
 
     def predict_regions(self, features: list[Tensor], proposals: list[Tensor], image_sizes) -> tuple[Tensor, Tensor]:
-        """Class logits ``(R, K+1)`` and deltas ``(R, 4(K+1))`` for all proposals of the batch."""
+        """Class logits ``(R, K+1)`` and deltas ``(R, 4(K+1))`` for all proposals of the batch, in
+        float32 (under AMP too, for the box arithmetic that follows)."""
         pooled = self.box_roi_pool(features, proposals, image_sizes)  # (R, C, s, s)
-        return self.box_predictor(self.box_head(pooled))
+        class_logits, deltas = self.box_predictor(self.box_head(pooled))
+        return class_logits.float(), deltas.float()
 
     def sample_regions(self, proposals: list[Tensor], targets: list[dict]):
         """Per image: sampled proposals (with the ground truth added), their class labels

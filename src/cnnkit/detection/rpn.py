@@ -91,10 +91,11 @@ class RegionProposalNetwork(nn.Module):
         the raw predictions are what `loss` needs."""
         objectness, deltas = self.head(features)
         feature_sizes = [tuple(f.shape[-2:]) for f in features]
-        anchors = self.anchor_generator(tuple(batch.shape[-2:]), feature_sizes, batch.shape[0], features[0].dtype,
+        # Boxes in float32 whatever the features' type: bfloat16 (AMP on a CPU) rounds 1000 px to 4 px.
+        anchors = self.anchor_generator(tuple(batch.shape[-2:]), feature_sizes, batch.shape[0], torch.float32,
                                         features[0].device)
         per_level = [o.shape[1] * o.shape[2] * o.shape[3] for o in objectness]
-        objectness, deltas = flatten_predictions(objectness, deltas)  # (N, M), (N, M, 4)
+        objectness, deltas = (p.float() for p in flatten_predictions(objectness, deltas))  # (N, M), (N, M, 4)
         proposals = self.box_coder.decode(deltas.detach().reshape(-1, 4), torch.cat(anchors))
         proposals = proposals.view(batch.shape[0], -1, 4)
         boxes = self.filter_proposals(proposals, objectness.detach(), image_sizes, per_level, training)

@@ -17,12 +17,13 @@ from cnnkit.models.weights import LoadReport, WeightsMismatchError, existing_fil
 
 
 def load_detector_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True,
-                          trusted: bool = False) -> LoadReport:
+                          trusted: bool = False, state: dict | None = None) -> LoadReport:
     """Load a detector state dict (``torch.save`` file or safetensors, read with
-    ``weights_only=True`` unless ``trusted``) into ``model``. Raises `WeightsMismatchError`
-    (a ValueError) listing missing, unexpected and mis-shaped keys under ``strict``."""
+    ``weights_only=True`` unless ``trusted``) into ``model``; ``state``: the file's tensors when
+    already read (`read_state_dict`). Raises `WeightsMismatchError` (a ValueError) listing
+    missing, unexpected and mis-shaped keys under ``strict``."""
     path = existing_file(path)
-    state, metadata = read_state_dict(path, trusted=trusted)
+    state, metadata = (state, {}) if state is not None else read_state_dict(path, trusted=trusted)
     model_state = model.state_dict()
     state = {key: value for key, value in state.items()
              if key in model_state or not key.endswith("num_batches_tracked")}

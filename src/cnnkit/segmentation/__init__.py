@@ -4,13 +4,14 @@ The lecture's path in code: the simple idea first (`sliding`: a patch classifier
 pixel), then fully convolutional networks (`fcn`: FCN-32s/16s/8s with learned upsampling and
 skips; torchvision's ``fcn_resnet50`` layout, whose weights load unchanged); the standard
 metrics (`metrics`); datasets of image + label-mask folders (CamVid, VOC), COCO annotations
-rendered to class masks and built-in digit scenes (`datasets`); training with checkpoints and
-run folders (`training`); overlays and mask files (`predict`). Instance segmentation (Mask
-R-CNN) lives with the detectors in `cnnkit.detection`.
+rendered to class masks and built-in digit scenes (`datasets`); the training engine's task
+(`task`); a trained model read back and scored (`segmenter`); overlays and mask files
+(`predict`). Instance segmentation (Mask R-CNN) lives with the detectors in `cnnkit.detection`.
 
-    from cnnkit.segmentation import SegmentationConfig, train_segmenter, load_segmenter
-    report = train_segmenter(SegmentationConfig())        # FCN-8s on digit scenes
-    segmenter = load_segmenter(report["run_dir"])
+    from cnnkit.segmentation import SegmentationConfig, load_segmenter
+    from cnnkit.train import train
+    result = train(SegmentationConfig())                   # FCN-8s on digit scenes: runs/fcn-digit-scenes
+    segmenter = load_segmenter(result.run_dir)
     labels = segmenter.predict([image])[0]                 # (H, W) class indices
 """
 
@@ -19,6 +20,7 @@ from cnnkit.segmentation.datasets import (
     IGNORE_INDEX,
     VOC_CLASSES,
     SegmentationDataset,
+    SegmentationSplits,
     coco_class_masks,
     digit_scene_segmentation,
     load_camvid,
@@ -30,13 +32,8 @@ from cnnkit.segmentation.datasets import (
 from cnnkit.segmentation.fcn import FCN, FCNHead, FCNResNet, bilinear_kernel, fcn_resnet50, learned_upsampling
 from cnnkit.segmentation.metrics import confusion_matrix, segmentation_scores
 from cnnkit.segmentation.sliding import PatchClassifier, sliding_window_logits, sliding_window_reference
-from cnnkit.segmentation.training import (
-    SegmentationConfig,
-    Segmenter,
-    evaluate_segmenter,
-    load_segmenter,
-    train_segmenter,
-)
+from cnnkit.segmentation.segmenter import Segmenter, evaluate_segmenter, load_segmenter
+from cnnkit.segmentation.task import SegmentationConfig, SegmentationTask
 
 __all__ = [
     "CAMVID_CLASSES",
@@ -47,6 +44,8 @@ __all__ = [
     "PatchClassifier",
     "SegmentationConfig",
     "SegmentationDataset",
+    "SegmentationSplits",
+    "SegmentationTask",
     "Segmenter",
     "VOC_CLASSES",
     "bilinear_kernel",
@@ -65,5 +64,4 @@ __all__ = [
     "segmentation_scores",
     "sliding_window_logits",
     "sliding_window_reference",
-    "train_segmenter",
 ]

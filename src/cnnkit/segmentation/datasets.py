@@ -16,10 +16,12 @@ neither the loss nor the metrics count. Three sources:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -89,6 +91,11 @@ class SegmentationDataset:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the images are files read on access (worth DataLoader workers)."""
+        return bool(self.images) and isinstance(self.images[0], (str, os.PathLike))
 
     def image(self, index: int) -> Tensor:
         image = self.images[index]
@@ -282,36 +289,69 @@ def digit_scene_segmentation(split: str = "train", count: int | None = None, can
     return SegmentationDataset(images, masks, list(DIGIT_CLASSES), name=f"digit-scenes/{split}")
 
 
+class SegmentationSplits(NamedTuple):
+    """The three splits of a segmentation run; validation and test never share an image."""
+
+    train: SegmentationDataset
+    val: SegmentationDataset
+    test: SegmentationDataset
+
+
+def seeded_split(dataset: SegmentationDataset, seed: int, *counts: int) -> list[SegmentationDataset]:
+    """Disjoint parts of the seeded permutation of ``dataset``: ``counts[0]`` images,
+    ``counts[1]``, …, then the rest. Raises ValueError naming the data when a part would be empty."""
+    bounds = [0, *itertools.accumulate(counts), len(dataset)]
+    if any(end <= start for start, end in zip(bounds, bounds[1:])):
+        raise ValueError(f"{dataset.name}: {len(dataset)} image(s), too few for {len(bounds) - 1} splits "
+                         "(validation and test are different images)")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [dataset.subset(order[start:end]) for start, end in zip(bounds, bounds[1:])]
+
+
 def load_segmentation_data(data: str, image_dir: str | None = None, seed: int = 0, train_images: int | None = None,
                            val_images: int | None = None, test_images: int | None = None, lenient: bool = False
-                           ) -> tuple[SegmentationDataset, SegmentationDataset, SegmentationDataset]:
+                           ) -> SegmentationSplits:
     """(train, val, test) for ``data``: "digit-scenes"; a CamVid-style folder (``train``,
-    ``trainannot``, ``val``, ``valannot``, optional ``test``/``testannot``; val doubles as test when
-    there is no test split); a VOC folder (``JPEGImages``, ``SegmentationClass``: train and val
-    lists); or a COCO annotation JSON (10 % of the images, seeded, validate and test)."""
+    ``trainannot``, ``val``, ``valannot``, optional ``test``/``testannot``; without a test split
+    the val images are halved, seeded, into val and test); a VOC folder (``JPEGImages``,
+    ``SegmentationClass``: the train list trains, the val list is halved into val and test);
+    or a COCO annotation JSON (10 % of the images, seeded, validate, another 10 % test).
+    ``*_images`` keep the first that many of a split (None: all)."""
     def cut(dataset, count):
         return dataset.subset(range(min(count, len(dataset)))) if count else dataset
 
+    def splits(train, val, test):
+        return SegmentationSplits(cut(train, train_images), cut(val, val_images), cut(test, test_images))
+
     if data == "digit-scenes":
-        return (digit_scene_segmentation("train", train_images or 1000, seed=seed),
-                digit_scene_segmentation("val", val_images or 50, seed=seed),
-                digit_scene_segmentation("test", test_images or 100, seed=seed))
+        return SegmentationSplits(digit_scene_segmentation("train", train_images or 1000, seed=seed),
+                                  digit_scene_segmentation("val", val_images or 50, seed=seed),
+                                  digit_scene_segmentation("test", test_images or 100, seed=seed))
     path = Path(data)
     if path.is_dir() and (path / "trainannot").is_dir():
-        train, val = load_camvid(path, "train"), load_camvid(path, "val")
-        test = load_camvid(path, "test") if (path / "testannot").is_dir() else val
-        return cut(train, train_images), cut(val, val_images), cut(test, test_images)
+        val = load_camvid(path, "val")
+        held_out = [val, load_camvid(path, "test")] if (path / "testannot").is_dir() else seeded_split(val, seed, len(val) // 2)
+        return splits(load_camvid(path, "train"), *held_out)
     if path.is_dir() and (path / "SegmentationClass").is_dir():
-        train, val = load_voc(path, "train"), load_voc(path, "val")
-        return cut(train, train_images), cut(val, val_images), cut(val, test_images)
+        val = load_voc(path, "val")
+        return splits(load_voc(path, "train"), *seeded_split(val, seed, len(val) // 2))
     if path.suffix == ".json":
         dataset = coco_class_masks(path, image_dir, strict=not lenient)
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).tolist()
         held_out = max(1, len(dataset) // 10)
-        val, train = dataset.subset(order[:held_out]), dataset.subset(order[held_out:])
-        return cut(train, train_images), cut(val, val_images), cut(val, test_images)
+        val, test, train = seeded_split(dataset, seed, held_out, held_out)
+        return splits(train, val, test)
     if not path.exists():
         raise FileNotFoundError(f"{data}: no such dataset (expected digit-scenes, a CamVid or VOC folder, "
                                 "or a COCO annotation JSON)")
     raise ValueError(f"{data}: not a segmentation dataset (expected a folder with train/ and trainannot/, a VOC "
                      "folder with JPEGImages/ and SegmentationClass/, or a COCO annotation JSON)")
+
+
+def run_splits(config: dict) -> SegmentationSplits:
+    """The splits a segmentation run trained on, from its config as a dict (`SegmentationConfig`
+    or the config of an older cnnkit's run: only the data fields are read). The sliding window,
+    which classifies H·W patches per image, validates on 10 images unless told."""
+    val_images = config.get("val_images") or (10 if config.get("method") == "sliding" else None)
+    return load_segmentation_data(config["data"], config.get("image_dir"), config.get("seed", 0),
+                                  config.get("train_images"), val_images, config.get("test_images"),
+                                  config.get("lenient", False))

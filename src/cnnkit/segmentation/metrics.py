@@ -55,6 +55,11 @@ def segmentation_scores(confusion: Tensor, classes: list[str] | None = None) -> 
     }
 
 
+def score_text(value: float) -> str:
+    """A score with three decimals; "–" where it is undefined (NaN)."""
+    return "–" if math.isnan(value) else f"{value:.3f}"
+
+
 def _nanmean(values: Tensor) -> float:
     present = values[~values.isnan()]
     return float(present.mean()) if present.numel() else math.nan

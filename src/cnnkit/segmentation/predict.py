@@ -1,6 +1,6 @@
 """Segmenting image files: open a model, label every pixel, write overlays and masks.
 
-`open_segmenter` accepts a run folder or checkpoint of `cnnkit.segmentation.training` and a
+`open_segmenter` accepts a run folder or checkpoint of a segmentation run (`load_segmenter`) and a
 state dict written for torchvision's ``fcn_resnet50`` (21 classes: named as Pascal VOC's; other
 counts by number). `predict_files` writes for each image ``NAME_overlay.png`` (the image with
 class colours blended in and a legend of the classes present) and ``NAME_mask.png`` (a palette
@@ -21,21 +21,24 @@ from torch import Tensor
 from cnnkit.data.images import read_image
 from cnnkit.files import atomic_write
 from cnnkit.segmentation.datasets import VOC_CLASSES, default_palette
-from cnnkit.segmentation.training import FORMAT, Segmenter, load_segmenter
+from cnnkit.segmentation.segmenter import Segmenter, load_segmenter, segmenter_from_checkpoint
 
 
 def open_segmenter(path: str | os.PathLike) -> Segmenter:
-    """A `Segmenter` from a run folder, a segmentation checkpoint or ``fcn_resnet50`` weights.
-    Raises FileNotFoundError for a missing path and ValueError for a file that is neither."""
-    from cnnkit.models.weights import read_state_dict
-    from cnnkit.train.checkpoint import holds_checkpoint
+    """A `Segmenter` from a run folder, a segmentation checkpoint or ``fcn_resnet50`` weights,
+    each file read once. Raises FileNotFoundError for a missing path and ValueError for a file
+    that is neither."""
+    from cnnkit.models.weights import read_state_dict, torch_file_or_none
 
     path = Path(path)
-    if path.is_dir() or not path.exists() or holds_checkpoint(path, FORMAT):
+    if path.is_dir() or not path.exists():
         return load_segmenter(path)
+    checkpoint = torch_file_or_none(path)
+    if isinstance(checkpoint, dict) and "format" in checkpoint:
+        return segmenter_from_checkpoint(checkpoint, path)
     from cnnkit.segmentation.fcn import fcn_resnet50
 
-    state, _ = read_state_dict(path)
+    state, _ = read_state_dict(path, already_read=checkpoint)
     key = "classifier.4.weight"
     if key not in state:
         raise ValueError(f"{path}: neither a cnnkit segmentation checkpoint nor an fcn_resnet50 state dict (no {key})")
@@ -88,10 +91,12 @@ def save_mask(labels: Tensor, palette, path: str | os.PathLike) -> Path:
     return path
 
 
-def predict_files(segmenter: Segmenter, paths: list[str | os.PathLike], output: str | os.PathLike | None = None
-                  ) -> list[dict]:
-    """Segment each image file; with ``output``, write ``NAME_overlay.png``, ``NAME_mask.png`` and
-    ``predictions.json``. Returns per image the file, its size and the share of pixels per class."""
+def predict_files(segmenter: Segmenter, paths: list[str | os.PathLike], output: str | os.PathLike | None = None,
+                  device: str | torch.device = "cpu") -> list[dict]:
+    """Segment each image file with the model on ``device``; with ``output``, write
+    ``NAME_overlay.png``, ``NAME_mask.png`` and ``predictions.json``. Returns per image the file,
+    its size and the share of pixels per class."""
+    segmenter.to(device)
     records = []
     if output is not None:
         Path(output).mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,10 @@ class PatchClassifier(nn.Module):
     def forward(self, patches: Tensor) -> Tensor:
         return self.fc(self.features(patches).mean((2, 3)))
 
+    def loss(self, patches: Tensor, labels: Tensor, ignore_index: int = 255) -> Tensor:
+        """Cross-entropy of the centre pixels' classes ``labels (N,)``, averaged over the patches."""
+        return F.cross_entropy(self(patches), labels, ignore_index=ignore_index)
+
 
 def patches_at(images: Tensor, rows: Tensor, columns: Tensor, batch_index: Tensor, patch_size: int) -> Tensor:
     """The ``(M, C, P, P)`` patches centred on pixels (row, column) of ``images[batch_index]``
@@ -54,14 +58,15 @@ def patches_at(images: Tensor, rows: Tensor, columns: Tensor, batch_index: Tenso
 def sample_patches(images: Tensor, masks: Tensor, per_image: int, patch_size: int, generator: torch.Generator,
                    ignore_index: int = 255) -> tuple[Tensor, Tensor]:
     """Training pairs: ``per_image`` random non-void pixels of each image, their patches
-    ``(M, C, P, P)`` and labels ``(M,)``."""
+    ``(M, C, P, P)`` and labels ``(M,)``, on the images' device (the pixels drawn from the CPU
+    ``generator``, so the same on every device)."""
     batch, rows, columns = [], [], []
     width = masks.shape[-1]
     for index, mask in enumerate(masks):
         valid = torch.nonzero(mask.flatten() != ignore_index)[:, 0]
         if valid.numel() == 0:
             continue
-        chosen = valid[torch.randint(valid.numel(), (per_image,), generator=generator)]
+        chosen = valid[torch.randint(valid.numel(), (per_image,), generator=generator).to(valid.device)]
         batch.append(torch.full_like(chosen, index))
         rows.append(chosen // width)
         columns.append(chosen % width)
@@ -74,8 +79,8 @@ def sliding_window_logits(classifier: nn.Module, image: Tensor, patch_size: int,
     """Class scores ``(K, H, W)`` of one normalised image ``(C, H, W)``: the classifier applied to
     the patch around every pixel, ``chunk`` patches per forward pass (H·W patches in all)."""
     height, width = image.shape[-2:]
-    rows = torch.arange(height).repeat_interleave(width)
-    columns = torch.arange(width).repeat(height)
+    rows = torch.arange(height, device=image.device).repeat_interleave(width)
+    columns = torch.arange(width, device=image.device).repeat(height)
     scores = []
     for start in range(0, height * width, chunk):
         r, c = rows[start : start + chunk], columns[start : start + chunk]

@@ -2,9 +2,10 @@
 other, each starting from its predecessor's network (`cnnkit detect train --init-from`), then
 compared on the same test scenes: detections drawn, proposals shown, mAP and time per image.
 
-Time per image is measured here, interleaved over the same scenes (selective search once, its
-boxes given to R-CNN and Fast R-CNN), so that the three compare on a busy machine too; mAP is
-the test split's figure from each run's report.
+Each run trains through the engine (`cnnkit.train.train` with a `DetectionConfig`), as the
+printed commands do. Time per image is measured here, interleaved over the same scenes
+(selective search once, its boxes given to R-CNN and Fast R-CNN), so that the three compare on
+a busy machine too; mAP is the test split's figure from each run's report.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import time
 
 import torch
 
+from cnnkit.detection.predict import load_detector
 from cnnkit.detection.scenes import digit_scenes
-from cnnkit.detection.training import DetectionConfig, load_detector, train_detector
+from cnnkit.detection.task import DetectionConfig
 from cnnkit.figures import pyplot
+from cnnkit.train import train
 from cnnkit.tour.section import Section, TourContext
 
 NAMES = {"rcnn": "R-CNN", "fast-rcnn": "Fast R-CNN", "faster-rcnn": "Faster R-CNN"}
@@ -26,14 +29,16 @@ COLOURS = {"rcnn": "tab:orange", "fast-rcnn": "tab:green", "faster-rcnn": "tab:b
 
 # Each run: the `cnnkit detect train` options that differ from the defaults. The first run
 # pre-trains the backbone on single digits; the next ones start from the run before them.
+# R-CNN fine-tunes on one image (32 warped regions) per step at a constant rate, then fits its SVMs.
+RCNN_FINE_TUNING = {"epochs": 2, "batch_size": 1, "lr": 0.01, "warmup_steps": 0, "schedule": "constant"}
 RUNS = {
-    True: {  # quick: about 27 s on one thread
-        "rcnn": {"train_images": 24, "pretrain_steps": 40},
+    True: {  # quick: about 30 s on one thread
+        "rcnn": {"train_images": 24, "pretrain_steps": 40, **RCNN_FINE_TUNING},
         "fast-rcnn": {"train_images": 24, "epochs": 6, "batch_size": 4, "lr": 0.01, "warmup_steps": 10},
         "faster-rcnn": {"train_images": 50, "epochs": 6, "batch_size": 4, "lr": 0.01, "warmup_steps": 10},
     },
-    False: {  # full: about 150 s on one thread
-        "rcnn": {"train_images": 100, "pretrain_steps": 200},
+    False: {  # full: about 160 s on one thread
+        "rcnn": {"train_images": 100, "pretrain_steps": 200, **RCNN_FINE_TUNING},
         "fast-rcnn": {"train_images": 150, "epochs": 8, "batch_size": 4, "lr": 0.01, "warmup_steps": 10},
         "faster-rcnn": {"train_images": 200, "epochs": 8, "batch_size": 4, "lr": 0.01, "warmup_steps": 10},
     },
@@ -53,23 +58,24 @@ def run(section: Section, context: TourContext) -> None:
         "search by a region proposal network: a small convolution over the same feature map scores a set of "
         "anchors (boxes of 3 sizes × 3 aspect ratios at every position) as object or not and moves them.")
     quick = context.quick
-    reports, previous = {}, None
+    runs, previous = {}, None
     for method, options in RUNS[quick].items():
         config = DetectionConfig(method=method, **options, **SPLITS[quick], patience=0, seed=context.seed,
-                                 runs=str(context.runs_dir), name=method, init_from=previous)
-        reports[method] = train_detector(config, log=lambda line: None)
-        previous = reports[method]["run_dir"]
+                                 runs_dir=str(context.runs_dir), name=method, init_from=previous)
+        runs[method] = train(config, progress=False, log=lambda line: None)
+        previous = str(runs[method].run_dir)
         section.command(_train_command(config, context.out_dir))
-    section.command(f"cnnkit detect evaluate {shlex.quote(os.path.relpath(reports['faster-rcnn']['run_dir'], context.out_dir))}")
+    section.command(f"cnnkit detect evaluate {shlex.quote(os.path.relpath(runs['faster-rcnn'].run_dir, context.out_dir))}")
+    reports = {method: run.report for method, run in runs.items()}
 
-    models = {method: load_detector(report["run_dir"]) for method, report in reports.items()}
+    models = {method: load_detector(run.run_dir) for method, run in runs.items()}
     scenes = digit_scenes("test", TIMED_SCENES[quick], seed=context.seed)
     timing = _time_per_image(models, scenes)
     scene = 0
     _draw_detections(section, scenes, scene, timing["detections"], reports)
     _draw_proposals(section, scenes, scene, timing["proposals"], models["faster-rcnn"])
     _draw_speed(section, timing)
-    _draw_training(section, reports)
+    _draw_training(section, {method: run.history for method, run in runs.items()})
 
     rows, metrics = [], section.metrics
     for method, report in reports.items():
@@ -77,9 +83,10 @@ def run(section: Section, context: TourContext) -> None:
         metrics[f"{key}_map50"], metrics[f"{key}_map"] = round(test["map50"], 4), round(test["map"], 4)
         metrics[f"{key}_ms_per_image"] = round(timing["total_ms"][method], 2)
         metrics[f"{key}_proposals_per_image"] = round(timing["proposals_per_image"][method], 1)
-        metrics[f"{key}_train_seconds"] = round(report["train_seconds"], 1)
+        seconds = report["timing"]["train_seconds"]
+        metrics[f"{key}_train_seconds"] = round(seconds, 1)
         rows.append([NAMES[method], f"{test['map50']:.3f}", f"{test['map']:.3f}", f"{timing['total_ms'][method]:.1f}",
-                     f"{timing['proposals_per_image'][method]:.0f}", f"{report['train_seconds']:.0f}"])
+                     f"{timing['proposals_per_image'][method]:.0f}", f"{seconds:.0f}"])
     metrics["selective_search_ms_per_image"] = round(timing["selective_search_ms"], 2)
     metrics["test_images"] = reports["faster-rcnn"]["test"]["images"]
     section.table(f"The three detectors on the same {metrics['test_images']} test scenes (mAP) and "
@@ -115,10 +122,11 @@ def _train_command(config: DetectionConfig, root) -> str:
     defaults = DetectionConfig()
     words = ["cnnkit", "detect", "train"]
     for name in ("method", "train_images", "val_images", "test_images", "epochs", "batch_size", "lr", "warmup_steps",
-                 "pretrain_steps", "patience", "seed", "init_from", "runs", "name"):
+                 "schedule", "pretrain_steps", "patience", "seed", "init_from", "runs_dir", "name"):
         value = getattr(config, name)
         if value != getattr(defaults, name) and not (name == "pretrain_steps" and config.init_from):
-            words += ["--" + name.replace("_", "-"), os.path.relpath(value, root) if name in ("runs", "init_from") else str(value)]
+            words += ["--" + name.replace("_", "-"),
+                      os.path.relpath(value, root) if name in ("runs_dir", "init_from") else str(value)]
     return shlex.join(words)
 
 
@@ -248,27 +256,25 @@ def _draw_speed(section, timing):
     plt.close(figure)
 
 
-def _draw_training(section, reports):
+def _draw_training(section, histories):
     plt = pyplot()
     figure, (loss_axis, map_axis) = plt.subplots(1, 2, figsize=(9.0, 3.2), dpi=100)
-    for method in ("fast-rcnn", "faster-rcnn"):
-        history = reports[method]["history"]
-        epochs = [record["epoch"] for record in history]
-        training = [sum(v for k, v in record.items() if k.startswith("loss")) for record in history]
-        loss_axis.plot(epochs, training, "o-", color=COLOURS[method], label=f"{NAMES[method]}, training")
+    for method, history in histories.items():
+        epochs = [record["epoch"] + 1 for record in history]
+        loss_axis.plot(epochs, [record["train_loss"] for record in history], "o-", color=COLOURS[method],
+                       label=f"{NAMES[method]}, training")
         loss_axis.plot(epochs, [record["val_loss"] for record in history], "o--", color=COLOURS[method],
                        label=f"{NAMES[method]}, validation")
-        map_axis.plot(epochs, [record["val_map50"] for record in history], "o-", color=COLOURS[method],
-                      label=NAMES[method])
-    rcnn = reports["rcnn"]["history"][-1]["val_map50"]
-    map_axis.axhline(rcnn, color=COLOURS["rcnn"], linestyle=":", label="R-CNN (trained in stages, no epochs)")
-    loss_axis.set(title="Multi-task loss per epoch", xlabel="epoch", ylabel="classification + box losses")
+        label = f"{NAMES[method]} (softmax, before its SVMs)" if method == "rcnn" else NAMES[method]
+        map_axis.plot(epochs, [record["val_map50"] for record in history], "o-", color=COLOURS[method], label=label)
+    loss_axis.set(title="Loss per epoch", xlabel="epoch", ylabel="classification + box losses")
     map_axis.set(title="Validation mAP@0.5 per epoch", xlabel="epoch", ylim=(0, 1))
     loss_axis.legend(fontsize=7)
     map_axis.legend(fontsize=7)
     for axis in (loss_axis, map_axis):
         axis.xaxis.get_major_locator().set_params(integer=True)
     figure.tight_layout()
-    figure.savefig(section.figure("training", "Training: the loss of Fast and Faster R-CNN per epoch (Faster R-CNN "
-                                  "adds the RPN's two losses) and validation mAP@0.5"))
+    figure.savefig(section.figure("training", "Training: the loss per epoch (R-CNN fine-tunes its CNN as a region "
+                                  "classifier; Faster R-CNN adds the RPN's two losses to Fast R-CNN's) and "
+                                  "validation mAP@0.5"))
     plt.close(figure)

@@ -9,16 +9,19 @@ import math
 import numpy as np
 import torch
 
-from cnnkit.detection.dataset import DetectionDataset, iterate
-from cnnkit.detection.instance_predict import draw_instances
-from cnnkit.detection.mask_rcnn import MaskRCNN, binary_masks, mask_rcnn
-from cnnkit.detection.mask_metrics import coco_mask_map
+from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.detection.instance_predict import draw_instances, load_mask_rcnn
+from cnnkit.detection.mask_rcnn import binary_masks
+from cnnkit.detection.mask_task import MaskRCNNConfig, MaskRCNNTask
 from cnnkit.detection.scenes import digit_scenes
+from cnnkit.detection.splits import DetectionSplits
 from cnnkit.detection.structures import Detections
 from cnnkit.figures import pyplot
-from cnnkit.segmentation import SegmentationConfig, digit_scene_segmentation, load_segmenter, train_segmenter
+from cnnkit.segmentation import SegmentationConfig, digit_scene_segmentation, load_segmenter
+from cnnkit.segmentation.metrics import score_text
 from cnnkit.segmentation.predict import colour_mask
 from cnnkit.tour.section import Section, TourContext
+from cnnkit.train import train
 
 CANVAS = 64  # the segmentation scenes: 64×64, 1-3 digits of 14-30 pixels
 
@@ -27,7 +30,8 @@ def fcn_config(context: TourContext) -> SegmentationConfig:
     """FCN-8s (ResNet-18, from scratch): quick 3 epochs of 500 scenes, full the library's default 8 of 1000."""
     size = dict(train_images=500, epochs=3, batch_size=8, lr=5e-3) if context.quick else {}
     return SegmentationConfig(val_images=10, test_images=50 if context.quick else 100, seed=context.seed,
-                              runs=str(context.runs_dir), name="fcn-digit-scenes", **size)
+                              runs_dir=str(context.runs_dir), name="fcn-digit-scenes", checkpoint_every_seconds=0.0,
+                              **size)
 
 
 def instance_scenes(split: str, count: int, seed: int) -> DetectionDataset:
@@ -38,21 +42,24 @@ def instance_scenes(split: str, count: int, seed: int) -> DetectionDataset:
     return DetectionDataset(list(scenes.images), targets, ["digit"], name=f"{scenes.name} (digit)")
 
 
-def train_instance_segmenter(train_set: DetectionDataset, batch_size: int = 4, lr: float = 0.02,
-                             warmup_steps: int = 10) -> MaskRCNN:
-    """One pass of SGD (momentum 0.9, linear warm-up) on the five Mask R-CNN losses summed,
+class OneClassScenes(MaskRCNNTask):
+    """Mask R-CNN's task on the segmentation scenes with every digit one class (`instance_scenes`)."""
+
+    def load_data(self, config: MaskRCNNConfig) -> DetectionSplits:
+        self.config, self.augmentation = config, None
+        counts = (config.train_images, config.val_images, config.test_images)
+        return self.announced(DetectionSplits(*(instance_scenes(split, count, config.seed)
+                                                for split, count in zip(DetectionSplits._fields, counts))))
+
+
+def mask_rcnn_config(context: TourContext, steps: int) -> MaskRCNNConfig:
+    """One pass of SGD (momentum 0.9, 10 steps of linear warm-up, then constant 0.02) over
+    ``steps`` batches of 4 scenes, on the five Mask R-CNN losses summed,
     L = L_rpn_cls + L_rpn_box + L_cls + L_box + L_mask, with the small stride-8 backbone."""
-    model = mask_rcnn("small", train_set.categories, min_size=CANVAS, max_size=2 * CANVAS)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
-    model.train()
-    for step, (images, targets) in enumerate(iterate(train_set, batch_size)):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup_steps)
-        loss = sum(model.loss(images, targets).values())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+    return MaskRCNNConfig(epochs=1, batch_size=4, lr=0.02, warmup_steps=10, schedule="constant", patience=0,
+                          train_images=4 * steps, val_images=10, test_images=30 if context.quick else 100,
+                          min_size=CANVAS, max_size=2 * CANVAS, seed=context.seed, runs_dir=str(context.runs_dir),
+                          name="mask-rcnn-digit", checkpoint_every_seconds=0.0)
 
 
 def mean_mask_iou(dataset: DetectionDataset, detections: list, score_threshold: float = 0.5) -> float:
@@ -79,9 +86,9 @@ def run(section: Section, context: TourContext) -> None:
         "pixel works but repeats the same convolutions for each of the H·W overlapping patches."
     )
     config = fcn_config(context)
-    report = train_segmenter(config, log=lambda line: None)
-    segmenter = load_segmenter(report["run_dir"])
-    test = report["test"]
+    result = train(config, progress=False)
+    segmenter = load_segmenter(result.run_dir)
+    test, train_seconds = result.test, result.report["timing"]["train_seconds"]
     semantic = digit_scene_segmentation("test", config.test_images, seed=context.seed)
     chance = test["iou"]["background"] / len(semantic.classes)  # everything called background
     section.say(
@@ -90,34 +97,33 @@ def run(section: Section, context: TourContext) -> None:
         "upsamples the scores with learned transposed convolutions (initialised to bilinear interpolation). "
         "FCN-8s adds skips: the scores of the stride-16 and stride-8 stages are added on the way up, so fine "
         f"detail returns. Trained from scratch on {config.train_images or 1000} generated 64×64 digit scenes "
-        f"for {config.epochs} epochs ({report['train_seconds']:.0f} s), the `FCN-8s` on ResNet-18 reaches a test "
+        f"for {config.epochs} epochs ({train_seconds:.0f} s), the `FCN-8s` on ResNet-18 reaches a test "
         f"mean IoU of {test['mean_iou']:.3f} over the 11 classes (pixel accuracy {test['pixel_accuracy']:.3f}, "
         f"which background alone would make {_background_share(semantic):.3f}); "
         f"calling everything background would give a mean IoU of {chance:.3f}."
     )
     _fcn_figure(section, segmenter, semantic)
-    _iou_figure(section, report)
+    _iou_figure(section, result.history, test)
     section.table(
         f"FCN-8s on {test['images']} test scenes: intersection over union per class, |P ∩ G| / |P ∪ G| over all pixels",
         ["class", "IoU", "class accuracy (recall)"],
-        [[name, _number(iou), _number(test["class_accuracy"][name])] for name, iou in test["iou"].items()]
-        + [["mean", _number(test["mean_iou"]), _number(test["mean_class_accuracy"])]],
+        [[name, score_text(iou), score_text(test["class_accuracy"][name])] for name, iou in test["iou"].items()]
+        + [["mean", score_text(test["mean_iou"]), score_text(test["mean_class_accuracy"])]],
     )
     section.metrics.update(fcn_mean_iou=test["mean_iou"], fcn_pixel_accuracy=test["pixel_accuracy"],
                            fcn_background_iou=test["iou"]["background"], fcn_chance_mean_iou=chance,
-                           fcn_train_seconds=report["train_seconds"])
+                           fcn_train_seconds=train_seconds)
     section.command(f"cnnkit segment train --epochs {config.epochs} --train-images {config.train_images or 1000} "
                     f"--batch-size {config.batch_size} --lr {config.lr} --val-images {config.val_images} "
                     f"--test-images {config.test_images} --seed {config.seed} --name fcn-digit-scenes")
     section.command("cnnkit segment evaluate runs/fcn-digit-scenes")
 
     steps = 50 if context.quick else 200
-    train_set = instance_scenes("train", 4 * steps, context.seed)
-    instances = instance_scenes("test", 30 if context.quick else 100, context.seed)
-    torch.manual_seed(context.seed)
-    model = train_instance_segmenter(train_set)
+    config = mask_rcnn_config(context, steps)
+    scores = train(config, task=OneClassScenes(), progress=False).test
+    model = load_mask_rcnn(context.runs_dir / config.name)
+    instances = instance_scenes("test", config.test_images, context.seed)
     detections = [model.predict([image])[0] for image in instances.images]
-    scores = coco_mask_map(instances, detections)
     mask_iou = mean_mask_iou(instances, detections)
     section.say(
         "Mask R-CNN (He et al. 2017) is Faster R-CNN plus a mask branch: the region proposal network and the "
@@ -134,8 +140,8 @@ def run(section: Section, context: TourContext) -> None:
     section.table(
         f"Mask R-CNN (one class, \"digit\") on {len(instances)} test scenes: COCO figures for masks and for boxes",
         ["", "AP 0.5:0.95", "AP@0.5", "AP@0.75"],
-        [["masks", _number(scores["mask_map"]), _number(scores["mask_map50"]), _number(scores["mask_map75"])],
-         ["boxes", _number(scores["box_map"]), _number(scores["box_map50"]), _number(scores["box_map75"])]],
+        [["masks", score_text(scores["mask_map"]), score_text(scores["mask_map50"]), score_text(scores["mask_map75"])],
+         ["boxes", score_text(scores["box_map"]), score_text(scores["box_map50"]), score_text(scores["box_map75"])]],
     )
     section.metrics.update(mask_ap=scores["mask_map"], mask_ap50=scores["mask_map50"], box_ap50=scores["box_map50"],
                            mean_mask_iou=mask_iou, mask_rcnn_steps=steps)
@@ -150,10 +156,6 @@ def run(section: Section, context: TourContext) -> None:
 def _background_share(dataset) -> float:
     masks = torch.stack([dataset.mask(i) for i in range(len(dataset))])
     return float((masks == 0).float().mean())
-
-
-def _number(value: float) -> str:
-    return "–" if value != value else f"{value:.3f}"
 
 
 def _fcn_figure(section: Section, segmenter, dataset, count: int = 5) -> None:
@@ -189,13 +191,12 @@ def _enlarged(image, detections: Detections, factor: int = 4) -> tuple:
                                                        detections.labels, enlarge(detections.masks))
 
 
-def _iou_figure(section: Section, report: dict) -> None:
+def _iou_figure(section: Section, history: list[dict], test: dict) -> None:
     plt = pyplot()
-    test = report["test"]
     figure, (curve, bars) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw={"width_ratios": [1, 2]})
-    epochs = [record["epoch"] for record in report["history"]]
-    curve.plot(epochs, [record["val_mean_iou"] for record in report["history"]], "o-", label="validation mean IoU")
-    curve.plot(epochs, [record["loss"] for record in report["history"]], "s--", label="training loss")
+    epochs = [record["epoch"] + 1 for record in history]
+    curve.plot(epochs, [record["val_mean_iou"] for record in history], "o-", label="validation mean IoU")
+    curve.plot(epochs, [record["train_loss"] for record in history], "s--", label="training loss")
     curve.set_xlabel("epoch")
     curve.set_title("Training")
     curve.legend(fontsize=8)

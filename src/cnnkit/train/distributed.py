@@ -104,6 +104,15 @@ def gather_in_order(items: list, processes: Processes) -> list:
     return [part[i] for i in range(longest) for part in parts if i < len(part)]
 
 
+def broadcast_buffers(module: torch.nn.Module, processes: Processes) -> None:
+    """Process 0's buffers (batch-norm statistics) on every process. DistributedDataParallel
+    sends them at the start of each forward pass, so after the last step each process holds the
+    statistics of its own last batch; evaluation then uses the weights process 0 saves."""
+    if processes.world_size > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+
+
 def barrier(processes: Processes) -> None:
     if processes.world_size > 1:
         dist.barrier()

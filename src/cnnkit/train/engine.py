@@ -50,6 +50,7 @@ from cnnkit.train.config import RESUMABLE, RunConfig
 from cnnkit.train.distributed import (
     Processes,
     barrier,
+    broadcast_buffers,
     broadcast_object,
     process_group,
     resolve_device,
@@ -326,6 +327,7 @@ class _Run:
             torch.tensor([totals["samples"], *(totals["sums"][name] for name in names)], dtype=torch.float64),
             self.processes).tolist()
         samples = max(summed[0], 1)
+        broadcast_buffers(self.model, self.processes)
         val = self.task.evaluate(self.model, self.data.val, self.data, config, self.device)
         record = {"epoch": state["epoch"], "step": state["step"]}
         record.update({f"train_{name}": value / samples for name, value in zip(names, summed[1:])})

@@ -1,0 +1,119 @@
+"""Trained detectors back from their files, whichever cnnkit wrote them, or torchvision.
+
+The training engine's checkpoints (``format`` "cnnkit-checkpoint-1") name their task,
+"detection" (Faster R-CNN, Fast R-CNN, R-CNN) or "instance-segmentation" (Mask R-CNN), and keep
+the run's config, the categories under ``dataset`` and the weights under ``model``. Those of
+the loops before the engine ("cnnkit-detection-1", "cnnkit-mask-rcnn-1") keep the categories
+at the top and call the config's ``runs_dir`` ``runs``. A file is read once, with
+``torch.load(weights_only=True)`` (no code runs); one that is no cnnkit checkpoint is a state
+dict for torchvision's layout (`cnnkit.detection.weights`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from cnnkit.models.weights import read_state_dict, torch_file_or_none
+from cnnkit.train.checkpoint import BEST, CHECKPOINT_FORMAT
+
+DETECTION, INSTANCES = "detection", "instance-segmentation"
+WHAT = {DETECTION: "detection", INSTANCES: "Mask R-CNN"}
+BEFORE_ENGINE = {DETECTION: "cnnkit-detection-1", INSTANCES: "cnnkit-mask-rcnn-1"}
+METHODS = ("faster-rcnn", "fast-rcnn", "rcnn")
+
+
+@dataclass
+class DetectorCheckpoint:
+    """A detector checkpoint: its task, the run's config (a dict of today's field names), the
+    categories (label k is ``categories[k - 1]``), the weights and the file. ``before_engine``:
+    written before the engine, when a COCO file's validation and test were the same images."""
+
+    task: str
+    config: dict
+    categories: list[str]
+    weights: dict
+    path: Path
+    before_engine: bool = False
+
+
+def build_detector(method: str, backbone: str, categories: list[str], min_size: int = 128, max_size: int = 256):
+    """A fresh detector of ``method`` (faster-rcnn, fast-rcnn or rcnn) for ``categories``."""
+    from cnnkit.detection.fast_rcnn import fast_rcnn
+    from cnnkit.detection.faster_rcnn import faster_rcnn
+    from cnnkit.detection.rcnn import rcnn
+
+    if method == "faster-rcnn":
+        return faster_rcnn(backbone, categories, min_size=min_size, max_size=max_size)
+    if method == "fast-rcnn":
+        return fast_rcnn(backbone, categories, min_size=min_size, max_size=max_size)
+    if method == "rcnn":
+        return rcnn(categories, backbone)
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+
+
+def detector_from(checkpoint: DetectorCheckpoint) -> nn.Module:
+    """The checkpoint's detector (a Mask R-CNN for instance segmentation) with its weights, in eval mode."""
+    config = checkpoint.config
+    if checkpoint.task == INSTANCES:
+        from cnnkit.detection.mask_rcnn import mask_rcnn
+
+        model = mask_rcnn(config["backbone"], checkpoint.categories, min_size=config["min_size"],
+                          max_size=config["max_size"])
+    else:
+        model = build_detector(config["method"], config["backbone"], checkpoint.categories, config["min_size"],
+                               config["max_size"])
+    model.load_state_dict(checkpoint.weights)
+    return model.eval()
+
+
+def read_detector_file(path: str | os.PathLike, task: str) -> tuple[DetectorCheckpoint | None, dict | None]:
+    """A run folder (its ``best.pt``) or file as the cnnkit checkpoint of ``task`` it holds,
+    ``(checkpoint, None)``, or else as a plain state dict, ``(None, state)``. Raises
+    FileNotFoundError for a missing one and ValueError naming the file for another task's."""
+    path = Path(path)
+    path = path / BEST if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
+    contents = torch_file_or_none(path)  # None for safetensors
+    if isinstance(contents, dict) and "format" in contents:
+        format, kind = contents["format"], contents.get("task", "classification")
+        if format == CHECKPOINT_FORMAT and kind == task:
+            return DetectorCheckpoint(task, dict(contents["config"]), list(contents["dataset"]["categories"]),
+                                      contents["model"], path), None
+        if format == BEFORE_ENGINE[task]:
+            config = {("runs_dir" if key == "runs" else key): value for key, value in contents["config"].items()}
+            return DetectorCheckpoint(task, config, list(contents["categories"]), contents["model"], path, True), None
+        kind = kind if format == CHECKPOINT_FORMAT else {old: name for name, old in BEFORE_ENGINE.items()}.get(format)
+        if kind:
+            raise ValueError(f"{path} holds a {kind} model, not a {WHAT[task]} one; use the command of its task")
+    return None, read_state_dict(path, already_read=contents)[0]
+
+
+def read_detector_checkpoint(path: str | os.PathLike, task: str) -> DetectorCheckpoint:
+    """The cnnkit checkpoint of ``task`` in a run folder or file; ValueError naming the file
+    for anything else (`read_detector_file`)."""
+    checkpoint, _ = read_detector_file(path, task)
+    if checkpoint is None:
+        raise ValueError(f"{path}: not a cnnkit {WHAT[task]} checkpoint")
+    return checkpoint
+
+
+def open_detector_file(path: str | os.PathLike, task: str, torchvision_model, class_weights: str) -> nn.Module:
+    """The detector of a cnnkit checkpoint of ``task``, or ``torchvision_model(num_classes=K)``
+    loaded with a torchvision state dict, K read from its tensor ``class_weights``; in eval mode
+    on the CPU, the file read once."""
+    from cnnkit.detection.weights import load_detector_weights
+
+    checkpoint, state = read_detector_file(path, task)
+    if checkpoint is not None:
+        return detector_from(checkpoint)
+    if class_weights not in state:
+        raise ValueError(f"{path}: neither a cnnkit {WHAT[task]} checkpoint nor a torchvision state dict of that "
+                         f"detector (no {class_weights})")
+    model = torchvision_model(num_classes=state[class_weights].shape[0])
+    load_detector_weights(model, path, state=state)
+    return model.eval()
