@@ -105,7 +105,7 @@ def test_time_breakdown(args) -> dict:
     from cnnkit.detection.faster_rcnn import faster_rcnn
     from cnnkit.detection.proposals import SelectiveSearch
     from cnnkit.detection.rcnn import rcnn
-    from cnnkit.detection.scenes import digit_scenes
+    from cnnkit.data.scenes import digit_scenes
 
     scenes = digit_scenes("test", args.timing_images)
     images = [scenes.image(i) for i in range(len(scenes))]

@@ -30,7 +30,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn as torchvision_ma
 
 from cnnkit.data.images import sample_image
 from cnnkit.detection.mask_rcnn import maskrcnn_resnet50_fpn
-from cnnkit.segmentation import SegmentationConfig
+from cnnkit.segmentation.task import SegmentationConfig
 from cnnkit.train import train
 from machine import best_times, describe_machine
 

@@ -11,7 +11,9 @@ normalisation and size. It accepts
 - a plain classifier state dict, such as torchvision's ``resnet18-f37072fd.pth`` or the
   CIFAR-10 ResNets' ``resnet20-12fca82f.th``: its architecture is recognised from the
   tensors' names and shapes (`cnnkit.models.recognition`), and without metadata it is taken
-  to expect ImageNet's mean and standard deviation, the convention of both.
+  to expect ImageNet's mean and standard deviation, the convention of both;
+- a state dict of torchvision's COCO ``fasterrcnn_resnet50_fpn``, ``maskrcnn_resnet50_fpn`` or
+  ``fcn_resnet50``, recognised by their heads' tensors.
 
 Nothing is unpickled beyond tensors and plain values (``torch.load(weights_only=True)``), and
 a safetensors file is never handed to ``torch.load``.
@@ -44,8 +46,10 @@ class OpenedModel:
     """A model ready for inference and what its inputs and outputs mean.
 
     task: "classification", "detection", "instance-segmentation" or "segmentation".
-    model: in eval mode on the CPU. classes: the names of the outputs (classification: index =
-    output). architecture: the `create_model` name (or the method of a detector). mean, std:
+    model: in eval mode on the CPU (for segmentation a `cnnkit.segmentation.Segmenter`, the
+    network with its palette and window). classes: the names of the outputs (classification and
+    segmentation: index = output; detection: label k is classes[k - 1]). architecture: the
+    `create_model` name, or the detection or segmentation method. mean, std:
     per-channel normalisation of images in [0, 1]; image_size: (H, W) it expects, in_channels: C.
     source: the file the weights were read from. config: the run's config (a dict) for
     checkpoints of the engine. notes: what was assumed (e.g. ImageNet normalisation).
@@ -90,12 +94,53 @@ def open_model(path: str | os.PathLike, architecture: str | None = None) -> Open
     path = existing_file(path)
     checkpoint = torch_file_or_none(path)
     if isinstance(checkpoint, dict) and "format" in checkpoint:
-        kind = checkpoint.get("task", "classification")
-        if kind != "classification":
-            raise ValueError(f"{path} holds a {kind} model; use the {kind} commands (cnnkit detect, cnnkit segment)")
-        return _opened_classifier(trained_from_checkpoint(checkpoint, path))
+        return _opened_checkpoint(checkpoint, path)
     state, metadata = read_state_dict(path, already_read=checkpoint)
+    if architecture is None and not metadata:
+        opened = _opened_torchvision_task(state, path)
+        if opened is not None:
+            return opened
     return plain_classifier(state, metadata, path, architecture)
+
+
+def _opened_checkpoint(checkpoint: dict, path: Path) -> OpenedModel:
+    """The model of a cnnkit checkpoint of any task, in the engine's format or an older one."""
+    from cnnkit.detection.checkpoints import detector_checkpoint, detector_from
+    from cnnkit.segmentation.segmenter import LEGACY_FORMAT, TASK, segmenter_from_checkpoint
+    from cnnkit.train.trained import trained_from_checkpoint
+
+    detector = detector_checkpoint(checkpoint, path)
+    if detector is not None:
+        config = detector.config
+        return OpenedModel(detector.task, detector_from(detector), detector.categories,
+                           config.get("method", "mask-rcnn"), path, config=config)
+    if checkpoint.get("task") == TASK or checkpoint["format"] == LEGACY_FORMAT:
+        segmenter = segmenter_from_checkpoint(checkpoint, path)
+        return OpenedModel(TASK, segmenter, segmenter.classes, segmenter.method, path, config=segmenter.config)
+    return _opened_classifier(trained_from_checkpoint(checkpoint, path))
+
+
+def _opened_torchvision_task(state: dict, path: Path) -> OpenedModel | None:
+    """torchvision's COCO Mask R-CNN, Faster R-CNN or FCN from its state dict, or None."""
+    from cnnkit.detection.checkpoints import DETECTION, INSTANCES, torchvision_detector
+
+    if "roi_heads.box_predictor.cls_score.weight" in state:
+        mask = "roi_heads.mask_predictor.mask_fcn_logits.weight" in state
+        if mask:
+            from cnnkit.detection.mask_rcnn import maskrcnn_resnet50_fpn as builder
+        else:
+            from cnnkit.detection.faster_rcnn import fasterrcnn_resnet50_fpn as builder
+        model = torchvision_detector(state, path, INSTANCES if mask else DETECTION, builder,
+                                     "roi_heads.box_predictor.cls_score.weight")
+        return OpenedModel(INSTANCES if mask else DETECTION, model, list(model.categories),
+                           builder.__name__, path, IMAGENET_MEAN, IMAGENET_STD)
+    from cnnkit.segmentation.predict import FCN_KEY, torchvision_fcn
+
+    if FCN_KEY in state and any(key.startswith("backbone.layer4.") for key in state):
+        segmenter = torchvision_fcn(state, path)
+        return OpenedModel("segmentation", segmenter, segmenter.classes, "fcn_resnet50", path,
+                           IMAGENET_MEAN, IMAGENET_STD)
+    return None
 
 
 def plain_classifier(state: dict, metadata: dict, path: Path, architecture: str | None = None) -> OpenedModel:

@@ -6,7 +6,7 @@ import pytest
 
 from cnnkit.cli.main import main
 from cnnkit.data.images import save_image
-from cnnkit.detection.scenes import digit_scenes
+from cnnkit.data.scenes import digit_scenes
 
 SMALL = ["--epochs", "1", "--train-images", "8", "--val-images", "4", "--test-images", "4", "--batch-size", "4", "--pretrain-steps", "3",
          "--threads", "1"]

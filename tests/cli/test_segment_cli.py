@@ -10,7 +10,7 @@ from PIL import Image
 
 from cnnkit.cli.main import main
 from cnnkit.data.images import save_image
-from cnnkit.segmentation.datasets import digit_scene_segmentation
+from cnnkit.data.masks import digit_scene_segmentation
 
 SMALL = ["--epochs", "1", "--train-images", "8", "--val-images", "2", "--test-images", "2", "--batch-size", "4",
          "--threads", "1"]
@@ -124,7 +124,7 @@ def test_mask_rcnn_trains_evaluates_and_predicts_instances(tmp_path, capsys):
     assert "mask_map" in json.loads(capsys.readouterr().out)["test"]  # resumed as the Mask R-CNN run it is
     assert torch.load(tmp_path / "mr" / "last.pt", weights_only=True)["epoch"] == 2
     image = tmp_path / "scene.png"
-    from cnnkit.detection.scenes import digit_scenes
+    from cnnkit.data.scenes import digit_scenes
 
     save_image(digit_scenes("test", 1).image(0), image)
     out = tmp_path / "out"

@@ -1,6 +1,5 @@
 """Reading images safely: every mode to float RGB/gray in [0, 1], bad files named and refused."""
 
-import io
 import struct
 import zlib
 

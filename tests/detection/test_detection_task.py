@@ -14,16 +14,17 @@ import torch
 from cnnkit.cli.main import main
 from cnnkit.data.images import save_image
 from cnnkit.detection.checkpoints import BEFORE_ENGINE, DETECTION, INSTANCES
-from cnnkit.detection.coco import write_coco
+from cnnkit.data.coco import write_coco
 from cnnkit.detection.fast_rcnn import fast_rcnn
 from cnnkit.detection.faster_rcnn import faster_rcnn
-from cnnkit.detection.instance_predict import evaluate_mask_rcnn, is_mask_rcnn_checkpoint, load_mask_rcnn
+from cnnkit.detection.instance_predict import evaluate_mask_rcnn, load_mask_rcnn
+from cnnkit.inference import open_model
 from cnnkit.detection.mask_rcnn import mask_rcnn
 from cnnkit.detection.mask_task import MaskRCNNConfig, MaskRCNNTask, load_instance_splits
-from cnnkit.detection.predict import evaluate_detector, load_detector, open_detector
-from cnnkit.detection.scenes import digit_scenes
+from cnnkit.detection.predict import evaluate_detector, load_detector
+from cnnkit.data.scenes import digit_scenes
 from cnnkit.detection.splits import load_splits
-from cnnkit.detection.task import DetectionConfig, DetectionTask
+from cnnkit.detection.task import DetectionConfig
 from cnnkit.train import resume, train
 
 TINY = ["--epochs", "2", "--train-images", "12", "--val-images", "2", "--test-images", "2", "--batch-size", "2",
@@ -110,7 +111,7 @@ def test_mask_rcnn_killed_mid_epoch_resumes_bit_identical(tmp_path):
     assert resumed["step"] == reference["step"] == 8
     assert_same_weights(resumed["model"], reference["model"])
     assert validation_figures(resumed["history"]) == validation_figures(reference["history"])
-    assert is_mask_rcnn_checkpoint(result.run_dir) and not is_mask_rcnn_checkpoint(tmp_path)
+    assert open_model(result.run_dir).task == "instance-segmentation"
     model = load_mask_rcnn(result.run_dir)
     again = evaluate_mask_rcnn(model, load_instance_splits(config).test, batch_size=2, device="cpu")
     report = json.loads((result.run_dir / "report.json").read_text())
@@ -200,14 +201,15 @@ def test_checkpoints_written_before_the_engine_still_predict_and_evaluate(tmp_pa
     assert main(["detect", "predict", str(tmp_path / "old"), str(image), "--score", "0", "--format", "json",
                  "--device", "cpu"]) == 0
     assert all(record["file_name"] == str(image) for record in json.loads(capsys.readouterr().out))
-    assert_same_weights(open_detector(tmp_path / "old").state_dict(), detector.state_dict())
+    assert_same_weights(open_model(tmp_path / "old").model.state_dict(), detector.state_dict())
     assert main(["detect", "evaluate", str(tmp_path / "old" / "best.pt"), "--format", "json", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 3 and same_figures(result, evaluate_detector(detector, digit_scenes("test", 3)))
 
     instances = mask_rcnn("small", categories)
     write_before_engine(tmp_path / "old-mask", INSTANCES, instances, OLD_CONFIG)
-    assert is_mask_rcnn_checkpoint(tmp_path / "old-mask") and not is_mask_rcnn_checkpoint(tmp_path / "old")
+    assert open_model(tmp_path / "old-mask").task == "instance-segmentation"
+    assert open_model(tmp_path / "old").task == "detection"
     loaded = load_mask_rcnn(tmp_path / "old-mask")
     assert_same_weights(loaded.state_dict(), instances.state_dict())
     with pytest.raises(ValueError, match="holds a instance-segmentation model, not a detection one"):

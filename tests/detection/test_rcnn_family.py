@@ -6,7 +6,7 @@ from cnnkit.detection.fast_rcnn import fast_rcnn
 from cnnkit.detection.proposals import SelectiveSearch
 from cnnkit.detection.rcnn import rcnn, warp_regions
 from cnnkit.detection.roi_heads import RoIPooler, TwoMLPHead
-from cnnkit.detection.scenes import digit_scenes
+from cnnkit.data.scenes import digit_scenes
 from cnnkit.detection.structures import Detections
 
 

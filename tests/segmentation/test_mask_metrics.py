@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnnkit.detection.mask_metrics import coco_mask_map
-from cnnkit.detection.scenes import digit_scenes
+from cnnkit.data.scenes import digit_scenes
 from cnnkit.detection.structures import Detections
 
 
@@ -35,7 +35,7 @@ def test_coco_polygons_and_rle_are_read_as_instance_masks_and_scored(tmp_path):
     from PIL import Image
     from pycocotools import mask as coco_mask
 
-    from cnnkit.detection.coco_masks import read_coco_instances
+    from cnnkit.data.coco_masks import read_coco_instances
 
     (tmp_path / "images").mkdir()
     Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(tmp_path / "images" / "one.png")
@@ -65,7 +65,7 @@ SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 @pytest.mark.shared_data
 @pytest.mark.skipif(not (SHARED_DATA / "coco128").is_dir(), reason="../shared/data/coco128 absent")
 def test_coco128_masks_decode_and_their_own_masks_score_one():
-    from cnnkit.detection.coco_masks import read_coco_instances
+    from cnnkit.data.coco_masks import read_coco_instances
 
     dataset = read_coco_instances(SHARED_DATA / "coco128" / "annotations" / "instances_train2017.json",
                                   strict=False).subset(range(6))

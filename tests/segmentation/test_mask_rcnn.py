@@ -46,7 +46,7 @@ def test_paste_masks_puts_a_full_mask_inside_its_box():
 
 
 def test_small_mask_rcnn_has_a_mask_loss_and_every_parameter_learns():
-    from cnnkit.detection.scenes import digit_scenes
+    from cnnkit.data.scenes import digit_scenes
 
     torch.manual_seed(0)
     scenes = digit_scenes("train", 2)

@@ -14,7 +14,7 @@ import torch
 from cnnkit.cli.main import main
 from cnnkit.data.images import save_image
 from cnnkit.segmentation import FCN, PatchClassifier, digit_scene_segmentation, evaluate_segmenter, load_segmenter
-from cnnkit.segmentation.datasets import run_splits
+from cnnkit.data.masks import run_splits
 
 HERE = Path(__file__).parent
 # 12 scenes, 3 steps of 4 per epoch, 2 epochs; crops and flips exercise the augmentation's generator

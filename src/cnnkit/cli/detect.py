@@ -88,7 +88,7 @@ def train_command(args) -> int:
 
 def evaluate_command(args) -> int:
     from cnnkit.detection.checkpoints import DETECTION, detector_from, read_detector_checkpoint
-    from cnnkit.detection.coco import read_coco
+    from cnnkit.data.coco import read_coco
     from cnnkit.detection.predict import evaluate_detector
     from cnnkit.detection.splits import load_splits
     from cnnkit.detection.task import DetectionConfig
@@ -117,13 +117,18 @@ def evaluate_command(args) -> int:
 
 
 def predict_command(args) -> int:
-    from cnnkit.detection.predict import open_detector, predict_files
+    from cnnkit.detection.backbones import fold_frozen_batch_norm
+    from cnnkit.detection.predict import predict_files
+    from cnnkit.inference import open_model
     from cnnkit.train.distributed import resolve_device
 
     for path in args.images:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such image file")
-    model = open_detector(args.run).to(resolve_device(args.device))
+    opened = open_model(args.run)  # the file read once, whatever it holds
+    if opened.task not in ("detection", "instance-segmentation"):
+        raise ValueError(f"{args.run} holds a {opened.task} model, not a detector")
+    model = fold_frozen_batch_norm(opened.model).to(resolve_device(args.device))
     records = predict_files(model, args.images, args.output, args.score)
     if args.format == "json":
         print(json.dumps(records))

@@ -88,7 +88,7 @@ def _config_class(args):
     """MaskRCNNConfig for ``--method mask-rcnn`` or the resumed run of a Mask R-CNN (whose config
     names no method), else SegmentationConfig. Options of the other config only are refused."""
     from cnnkit.detection.mask_task import MaskRCNNConfig
-    from cnnkit.segmentation import SegmentationConfig
+    from cnnkit.segmentation.task import SegmentationConfig
 
     method = args.method or (_run_values(args.resume).get("method", "mask-rcnn") if args.resume else "fcn")
     chosen, other = (MaskRCNNConfig, SegmentationConfig) if method == "mask-rcnn" else (SegmentationConfig, MaskRCNNConfig)
@@ -115,14 +115,17 @@ def train_command(args) -> int:
 
 
 def evaluate_command(args) -> int:
-    from cnnkit.detection.instance_predict import is_mask_rcnn_checkpoint
-    from cnnkit.segmentation import evaluate_segmenter, load_segmenter
-    from cnnkit.segmentation.datasets import run_splits
+    from cnnkit.data.masks import run_splits
+    from cnnkit.inference import open_model
+    from cnnkit.segmentation import evaluate_segmenter
     from cnnkit.train.distributed import resolve_device
 
-    if is_mask_rcnn_checkpoint(args.run):
-        return _evaluate_instances(args)
-    segmenter = load_segmenter(args.run)
+    opened = open_model(args.run)  # the file read once, whatever it holds
+    if opened.task == "instance-segmentation" and opened.config is not None:
+        return _evaluate_instances(args, opened.model)
+    if opened.task != "segmentation" or opened.config is None:
+        raise ValueError(f"{args.run}: not a cnnkit segmentation or Mask R-CNN run or checkpoint")
+    segmenter = opened.model
     config = segmenter.config  # the checkpoint's: its data
     if args.data:
         config = {"data": args.data, "image_dir": args.images, "lenient": args.lenient,
@@ -139,14 +142,13 @@ def evaluate_command(args) -> int:
     return 0
 
 
-def _evaluate_instances(args) -> int:
-    from cnnkit.detection.instance_predict import evaluate_mask_rcnn, load_mask_rcnn
+def _evaluate_instances(args, model) -> int:
+    from cnnkit.detection.instance_predict import evaluate_mask_rcnn
     from cnnkit.detection.mask_task import MaskRCNNConfig, load_instance_splits
     from cnnkit.train.distributed import resolve_device
 
-    model = load_mask_rcnn(args.run)
     if args.data:
-        from cnnkit.detection.coco_masks import read_coco_instances
+        from cnnkit.data.coco_masks import read_coco_instances
 
         dataset = read_coco_instances(args.data, args.images, strict=not args.lenient)
     else:
@@ -162,11 +164,9 @@ def _evaluate_instances(args) -> int:
     return 0
 
 
-def _predict_instances(args) -> int:
-    from cnnkit.detection.instance_predict import open_instance_segmenter, predict_instances
-    from cnnkit.train.distributed import resolve_device
+def _predict_instances(args, model) -> int:
+    from cnnkit.detection.instance_predict import predict_instances
 
-    model = open_instance_segmenter(args.run).to(resolve_device(args.device))
     records = predict_instances(model, args.images, args.output, args.score)
     if args.format == "json":
         print(json.dumps(records))
@@ -181,16 +181,19 @@ def _predict_instances(args) -> int:
 
 
 def predict_command(args) -> int:
-    from cnnkit.detection.instance_predict import is_instance_model
-    from cnnkit.segmentation.predict import open_segmenter, predict_files
+    from cnnkit.inference import open_model
+    from cnnkit.segmentation.predict import predict_files
     from cnnkit.train.distributed import resolve_device
 
     for path in args.images:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such image file")
-    if is_instance_model(args.run):
-        return _predict_instances(args)
-    records = predict_files(open_segmenter(args.run), args.images, args.output, resolve_device(args.device))
+    opened = open_model(args.run)  # the file read once, whatever it holds
+    if opened.task == "instance-segmentation":
+        return _predict_instances(args, opened.model.to(resolve_device(args.device)))
+    if opened.task != "segmentation":
+        raise ValueError(f"{args.run} holds a {opened.task} model, not a segmenter")
+    records = predict_files(opened.model, args.images, args.output, resolve_device(args.device))
     if args.format == "json":
         print(json.dumps(records))
         return 0
@@ -206,7 +209,7 @@ def add_train_command(commands, formatter) -> None:
     """``segment train``: the options of `SegmentationConfig` and, in a group of their own, those
     only `MaskRCNNConfig` has; ``--method`` decides which config a run gets."""
     from cnnkit.detection.mask_task import MaskRCNNConfig
-    from cnnkit.segmentation import SegmentationConfig
+    from cnnkit.segmentation.task import SegmentationConfig
 
     parser = commands.add_parser("train", help="train a segmenter (default: FCN-8s on digit scenes)",
                                  description="Train a segmenter, keep the best checkpoint by validation mean IoU "

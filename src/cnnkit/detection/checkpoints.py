@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from cnnkit.models.weights import read_state_dict, torch_file_or_none
+from cnnkit.models.weights import torch_file_or_none
 from cnnkit.train.checkpoint import BEST, CHECKPOINT_FORMAT
 
 DETECTION, INSTANCES = "detection", "instance-segmentation"
@@ -70,47 +70,44 @@ def detector_from(checkpoint: DetectorCheckpoint) -> nn.Module:
     return model.eval()
 
 
-def read_detector_file(path: str | os.PathLike, task: str) -> tuple[DetectorCheckpoint | None, dict | None]:
-    """A run folder (its ``best.pt``) or file as the cnnkit checkpoint of ``task`` it holds,
-    ``(checkpoint, None)``, or else as a plain state dict, ``(None, state)``. Raises
-    FileNotFoundError for a missing one and ValueError naming the file for another task's."""
+def detector_checkpoint(contents: dict, path: Path) -> DetectorCheckpoint | None:
+    """The detector checkpoint (either task, either format) in ``contents``, a checkpoint already
+    read from ``path``; None when it holds another kind of model."""
+    format, kind = contents["format"], contents.get("task", "classification")
+    if format == CHECKPOINT_FORMAT and kind in WHAT:
+        return DetectorCheckpoint(kind, dict(contents["config"]), list(contents["dataset"]["categories"]),
+                                  contents["model"], path)
+    kind = {old: name for name, old in BEFORE_ENGINE.items()}.get(format)
+    if kind is None:
+        return None
+    config = {("runs_dir" if key == "runs" else key): value for key, value in contents["config"].items()}
+    return DetectorCheckpoint(kind, config, list(contents["categories"]), contents["model"], path, True)
+
+
+def read_detector_checkpoint(path: str | os.PathLike, task: str) -> DetectorCheckpoint:
+    """The cnnkit checkpoint of ``task`` in a run folder (its ``best.pt``) or file, read once.
+    Raises FileNotFoundError for a missing one and ValueError naming the file for anything else."""
     path = Path(path)
     path = path / BEST if path.is_dir() else path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint (expected a run folder or its best.pt)")
     contents = torch_file_or_none(path)  # None for safetensors
-    if isinstance(contents, dict) and "format" in contents:
-        format, kind = contents["format"], contents.get("task", "classification")
-        if format == CHECKPOINT_FORMAT and kind == task:
-            return DetectorCheckpoint(task, dict(contents["config"]), list(contents["dataset"]["categories"]),
-                                      contents["model"], path), None
-        if format == BEFORE_ENGINE[task]:
-            config = {("runs_dir" if key == "runs" else key): value for key, value in contents["config"].items()}
-            return DetectorCheckpoint(task, config, list(contents["categories"]), contents["model"], path, True), None
-        kind = kind if format == CHECKPOINT_FORMAT else {old: name for name, old in BEFORE_ENGINE.items()}.get(format)
-        if kind:
-            raise ValueError(f"{path} holds a {kind} model, not a {WHAT[task]} one; use the command of its task")
-    return None, read_state_dict(path, already_read=contents)[0]
-
-
-def read_detector_checkpoint(path: str | os.PathLike, task: str) -> DetectorCheckpoint:
-    """The cnnkit checkpoint of ``task`` in a run folder or file; ValueError naming the file
-    for anything else (`read_detector_file`)."""
-    checkpoint, _ = read_detector_file(path, task)
-    if checkpoint is None:
+    if not (isinstance(contents, dict) and "format" in contents):
         raise ValueError(f"{path}: not a cnnkit {WHAT[task]} checkpoint")
+    checkpoint = detector_checkpoint(contents, path)
+    if checkpoint is None or checkpoint.task != task:
+        kind = checkpoint.task if checkpoint else contents.get(
+            "task", "classification" if contents["format"] == CHECKPOINT_FORMAT else repr(contents["format"]))
+        raise ValueError(f"{path} holds a {kind} model, not a {WHAT[task]} one; use the command of its task")
     return checkpoint
 
 
-def open_detector_file(path: str | os.PathLike, task: str, torchvision_model, class_weights: str) -> nn.Module:
-    """The detector of a cnnkit checkpoint of ``task``, or ``torchvision_model(num_classes=K)``
-    loaded with a torchvision state dict, K read from its tensor ``class_weights``; in eval mode
-    on the CPU, the file read once."""
+def torchvision_detector(state: dict, path: str | os.PathLike, task: str, torchvision_model,
+                         class_weights: str) -> nn.Module:
+    """``torchvision_model(num_classes=K)`` loaded with the torchvision state dict ``state`` read
+    from ``path``, K read from its tensor ``class_weights``, in eval mode."""
     from cnnkit.detection.weights import load_detector_weights
 
-    checkpoint, state = read_detector_file(path, task)
-    if checkpoint is not None:
-        return detector_from(checkpoint)
     if class_weights not in state:
         raise ValueError(f"{path}: neither a cnnkit {WHAT[task]} checkpoint nor a torchvision state dict of that "
                          f"detector (no {class_weights})")

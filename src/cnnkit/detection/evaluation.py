@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from cnnkit.detection.dataset import DetectionDataset, check_categories, collate
+from cnnkit.data.detection import DetectionDataset, check_categories, collate
 from cnnkit.detection.mask_metrics import coco_mask_map
 from cnnkit.detection.metrics import coco_map, voc_ap
 from cnnkit.detection.structures import Detections

@@ -1,14 +1,13 @@
 """Instance segmentation of image files: open a Mask R-CNN, evaluate it, outline labelled masks,
 write the masks as COCO JSON.
 
-`open_instance_segmenter` accepts a run folder or checkpoint of Mask R-CNN training
-(`load_mask_rcnn`, also those written before the training engine) and a state dict written
-for torchvision's ``maskrcnn_resnet50_fpn``. Nothing here imports training code.
+`load_mask_rcnn` reads a run folder or checkpoint of Mask R-CNN training (also those written
+before the training engine); `cnnkit.inference.open_model` also opens a state dict written for
+torchvision's ``maskrcnn_resnet50_fpn``. Nothing here imports training code.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path
@@ -21,18 +20,13 @@ from cnnkit.data.images import read_image, save_image
 from cnnkit.detection.checkpoints import (
     INSTANCES,
     detector_from,
-    open_detector_file,
     read_detector_checkpoint,
-    read_detector_file,
 )
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.detection import DetectionDataset
 from cnnkit.detection.evaluation import evaluate_in_batches, instance_figures
 from cnnkit.detection.mask_metrics import encode_masks
 from cnnkit.detection.structures import Detections
 from cnnkit.files import atomic_write
-
-MASK_KEY = "roi_heads.mask_predictor.mask_fcn_logits.weight"
-
 
 def load_mask_rcnn(path: str | os.PathLike):
     """The Mask R-CNN of a run folder (its ``best.pt``) or checkpoint, in eval mode on the CPU.
@@ -40,40 +34,10 @@ def load_mask_rcnn(path: str | os.PathLike):
     return detector_from(read_detector_checkpoint(path, INSTANCES))
 
 
-def is_mask_rcnn_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` (a run folder or checkpoint) holds a cnnkit Mask R-CNN (False for
-    anything else, unreadable files included)."""
-    try:
-        read_detector_checkpoint(path, INSTANCES)
-    except (ValueError, OSError):
-        return False
-    return True
-
-
 def evaluate_mask_rcnn(model, dataset: DetectionDataset, batch_size: int = 8, device: torch.device | str = "cpu") -> dict:
     """``model`` (moved to ``device``) on ``dataset``: COCO mask AP and box AP figures
     (``mask_map``, ``mask_map50``, …, ``box_map``, …), ``seconds_per_image`` and ``images``."""
     return evaluate_in_batches(model, dataset, instance_figures, batch_size, device)
-
-
-def is_instance_model(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a Mask R-CNN run folder or checkpoint of cnnkit, or a
-    ``maskrcnn_resnet50_fpn`` state dict (read once, safely; False for anything unreadable)."""
-    try:
-        checkpoint, state = read_detector_file(path, INSTANCES)
-    except (ValueError, OSError):
-        return False
-    return checkpoint is not None or MASK_KEY in state
-
-
-def open_instance_segmenter(path: str | os.PathLike, min_size: int = 800, max_size: int = 1333):
-    """A Mask R-CNN in eval mode on the CPU from a cnnkit run folder or checkpoint, or from a
-    state dict written for torchvision's ``maskrcnn_resnet50_fpn`` (class count read from the
-    file; categories named by their COCO ids), reading the file once."""
-    from cnnkit.detection.mask_rcnn import maskrcnn_resnet50_fpn
-
-    torchvision = functools.partial(maskrcnn_resnet50_fpn, min_size=min_size, max_size=max_size)
-    return open_detector_file(path, INSTANCES, torchvision, MASK_KEY)
 
 
 def draw_instances(image: Tensor, detections: Detections, categories: list[str]) -> Tensor:

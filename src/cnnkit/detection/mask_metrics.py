@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from cnnkit.detection.coco import coco_dict
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.coco import coco_dict
+from cnnkit.data.detection import DetectionDataset
 from cnnkit.detection.metrics import coco_evaluation
 from cnnkit.detection.structures import Detections
 
@@ -43,8 +43,8 @@ def coco_mask_map(dataset: DetectionDataset, detections: list[Detections], thres
     """``{"mask_map", "mask_map50", …, "box_map", "box_map50", …}`` (the six COCO summary figures
     for masks and for boxes) for detections whose ``masks`` are ``(R, H, W)`` probabilities; the
     dataset's targets carry ``masks (G, H, W)`` or COCO ``segmentation`` lists
-    (`cnnkit.detection.coco_masks.read_coco_instances`), which pycocotools reads as they are."""
-    from cnnkit.detection.coco_masks import segmentation_to_rle
+    (`cnnkit.data.coco_masks.read_coco_instances`), which pycocotools reads as they are."""
+    from cnnkit.data.coco_masks import segmentation_to_rle
 
     truth = coco_dict(dataset)
     annotations = iter(truth["annotations"])

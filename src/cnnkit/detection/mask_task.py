@@ -1,7 +1,7 @@
 """Mask R-CNN as a task of the training engine: the detection task (`cnnkit.detection.task`)
 with the masks kept in the targets, Mask R-CNN's five losses and COCO mask AP as the figure that
 picks best.pt. Data: built-in digit scenes, whose targets carry each digit's mask, or a COCO
-annotation JSON with polygon or RLE masks (`cnnkit.detection.coco_masks.read_coco_instances`),
+annotation JSON with polygon or RLE masks (`cnnkit.data.coco_masks.read_coco_instances`),
 split 80/10/10 as detection's.
 
 `train(MaskRCNNConfig())` trains a small Mask R-CNN on digit scenes; `resume(run,
@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from cnnkit.detection.checkpoints import INSTANCES
-from cnnkit.detection.coco_masks import read_coco_instances
+from cnnkit.data.coco_masks import read_coco_instances
 from cnnkit.detection.evaluation import instance_figures
 from cnnkit.detection.mask_rcnn import mask_rcnn
 from cnnkit.detection.splits import DetectionSplits, load_splits

@@ -16,8 +16,8 @@ import io
 import torch
 from torchvision.ops import box_iou
 
-from cnnkit.detection.coco import coco_dict
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.coco import coco_dict
+from cnnkit.data.detection import DetectionDataset
 from cnnkit.detection.structures import Detections
 
 COCO_KEYS = ("map", "map50", "map75", "map_small", "map_medium", "map_large")

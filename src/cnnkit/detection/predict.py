@@ -1,14 +1,13 @@
 """Detecting objects in image files: open a detector, evaluate it, draw labelled boxes, write JSON.
 
-`open_detector` accepts a run folder or checkpoint of `cnnkit detect train` (`load_detector`,
-also those written before the training engine) and a weights file written for torchvision's
-``fasterrcnn_resnet50_fpn`` (its class count read from the file; categories named by their
-COCO ids). Nothing here imports training code.
+`load_detector` reads a run folder or checkpoint of `cnnkit detect train` (also those written
+before the training engine); `cnnkit.inference.open_model` also opens a weights file written
+for torchvision's ``fasterrcnn_resnet50_fpn`` (its class count read from the file, categories
+named by their COCO ids). Nothing here imports training code.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from pathlib import Path
@@ -18,14 +17,11 @@ from torch import Tensor
 from torchvision.utils import draw_bounding_boxes
 
 from cnnkit.data.images import read_image, save_image
-from cnnkit.detection.checkpoints import DETECTION, detector_from, open_detector_file, read_detector_checkpoint
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.detection.checkpoints import DETECTION, detector_from, read_detector_checkpoint
+from cnnkit.data.detection import DetectionDataset
 from cnnkit.detection.evaluation import detection_figures, evaluate_in_batches
 from cnnkit.detection.structures import Detections
 from cnnkit.files import atomic_write
-
-TORCHVISION_KEY = "roi_heads.box_predictor.cls_score.weight"
-
 
 def load_detector(path: str | os.PathLike):
     """The detector of a run folder (its ``best.pt``) or checkpoint of `cnnkit detect train`, in
@@ -38,18 +34,6 @@ def evaluate_detector(model, dataset: DetectionDataset, batch_size: int = 8, dev
     (``voc_ap50``) and its mean (``voc_map50``), ``seconds_per_image`` and ``images``
     (`cnnkit.detection.evaluation.detection_figures`)."""
     return evaluate_in_batches(model, dataset, detection_figures, batch_size, device)
-
-
-def open_detector(path: str | os.PathLike, min_size: int | None = None, max_size: int | None = None):
-    """A detector in eval mode on the CPU from a run folder, a detection checkpoint or
-    torchvision weights (resized to ``min_size``/``max_size``, default 800/1333), reading the file
-    once; frozen batch norm is folded into the convolutions (inference only: 3-5 % faster, the
-    same detections up to rounding)."""
-    from cnnkit.detection.backbones import fold_frozen_batch_norm
-    from cnnkit.detection.faster_rcnn import fasterrcnn_resnet50_fpn
-
-    torchvision = functools.partial(fasterrcnn_resnet50_fpn, min_size=min_size or 800, max_size=max_size or 1333)
-    return fold_frozen_batch_norm(open_detector_file(path, DETECTION, torchvision, TORCHVISION_KEY))
 
 
 def draw_detections(image: Tensor, detections: Detections, categories: list[str]) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnkit.detection.scenes import SPLITS
+from cnnkit.data.scenes import SPLITS
 from cnnkit.detection.transform import IMAGENET_MEAN, IMAGENET_STD
 
 

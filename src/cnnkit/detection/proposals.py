@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.detection import DetectionDataset
 
 RANKING_SEED = 0
 

@@ -26,7 +26,7 @@ from torchvision.ops import box_iou, roi_align
 
 from cnnkit.detection.backbones import build_backbone
 from cnnkit.detection.box_coder import BoxCoder
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.detection import DetectionDataset
 from cnnkit.detection.postprocess import select_detections
 from cnnkit.detection.proposals import SelectiveSearch
 from cnnkit.detection.roi_heads import TwoMLPHead

@@ -1,7 +1,7 @@
 """The three splits of a detection run: train, validation and test, always different images.
 
 Digit scenes generate each split from its own third of the digits and its own seed
-(`cnnkit.detection.scenes`). A COCO file is split by a seeded permutation of its images:
+(`cnnkit.data.scenes`). A COCO file is split by a seeded permutation of its images:
 10 % validation, 10 % test (at least one image each) and the rest training, so the best epoch
 is chosen on images the reported test figures never saw.
 """
@@ -12,9 +12,9 @@ from typing import NamedTuple
 
 import torch
 
-from cnnkit.detection.coco import read_coco
-from cnnkit.detection.dataset import DetectionDataset
-from cnnkit.detection.scenes import digit_scenes
+from cnnkit.data.coco import read_coco
+from cnnkit.data.detection import DetectionDataset
+from cnnkit.data.scenes import digit_scenes
 
 HELD_OUT = 0.1
 """The share of a COCO file's images in each of validation and test."""

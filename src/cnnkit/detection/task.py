@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Subset
 from cnnkit.detection.augment import box_augmentation
 from cnnkit.detection.backbones import BACKBONES
 from cnnkit.detection.checkpoints import DETECTION, METHODS, build_detector, read_detector_checkpoint
-from cnnkit.detection.dataset import DetectionDataset, collate
+from cnnkit.data.detection import DetectionDataset, collate
 from cnnkit.detection.evaluation import batch_of, detection_figures, predict_batches
 from cnnkit.detection.proposals import SelectiveSearch, attach_proposals
 from cnnkit.detection.rcnn import RCNN

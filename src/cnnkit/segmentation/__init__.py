@@ -3,19 +3,20 @@
 The lecture's path in code: the simple idea first (`sliding`: a patch classifier slid over every
 pixel), then fully convolutional networks (`fcn`: FCN-32s/16s/8s with learned upsampling and
 skips; torchvision's ``fcn_resnet50`` layout, whose weights load unchanged); the standard
-metrics (`metrics`); datasets of image + label-mask folders (CamVid, VOC), COCO annotations
-rendered to class masks and built-in digit scenes (`datasets`); the training engine's task
+metrics (`metrics`); the data (image + label-mask folders, CamVid, VOC, COCO annotations rendered
+to class masks, built-in digit scenes) is read by `cnnkit.data.masks`; the training engine's task
 (`task`); a trained model read back and scored (`segmenter`); overlays and mask files
 (`predict`). Instance segmentation (Mask R-CNN) lives with the detectors in `cnnkit.detection`.
 
-    from cnnkit.segmentation import SegmentationConfig, load_segmenter
+    from cnnkit.segmentation import load_segmenter
+    from cnnkit.segmentation.task import SegmentationConfig
     from cnnkit.train import train
     result = train(SegmentationConfig())                   # FCN-8s on digit scenes: runs/fcn-digit-scenes
     segmenter = load_segmenter(result.run_dir)
     labels = segmenter.predict([image])[0]                 # (H, W) class indices
 """
 
-from cnnkit.segmentation.datasets import (
+from cnnkit.data.masks import (
     CAMVID_CLASSES,
     IGNORE_INDEX,
     VOC_CLASSES,
@@ -33,7 +34,6 @@ from cnnkit.segmentation.fcn import FCN, FCNHead, FCNResNet, bilinear_kernel, fc
 from cnnkit.segmentation.metrics import confusion_matrix, segmentation_scores
 from cnnkit.segmentation.sliding import PatchClassifier, sliding_window_logits, sliding_window_reference
 from cnnkit.segmentation.segmenter import Segmenter, evaluate_segmenter, load_segmenter
-from cnnkit.segmentation.task import SegmentationConfig, SegmentationTask
 
 __all__ = [
     "CAMVID_CLASSES",
@@ -42,10 +42,8 @@ __all__ = [
     "FCNResNet",
     "IGNORE_INDEX",
     "PatchClassifier",
-    "SegmentationConfig",
     "SegmentationDataset",
     "SegmentationSplits",
-    "SegmentationTask",
     "Segmenter",
     "VOC_CLASSES",
     "bilinear_kernel",

@@ -1,8 +1,8 @@
 """Segmenting image files: open a model, label every pixel, write overlays and masks.
 
-`open_segmenter` accepts a run folder or checkpoint of a segmentation run (`load_segmenter`) and a
-state dict written for torchvision's ``fcn_resnet50`` (21 classes: named as Pascal VOC's; other
-counts by number). `predict_files` writes for each image ``NAME_overlay.png`` (the image with
+`cnnkit.inference.open_model` opens a run folder, a segmentation checkpoint or a state dict
+written for torchvision's ``fcn_resnet50`` (`torchvision_fcn`: 21 classes named as Pascal VOC's,
+other counts by number). `predict_files` writes for each image ``NAME_overlay.png`` (the image with
 class colours blended in and a legend of the classes present) and ``NAME_mask.png`` (a palette
 PNG whose pixel values are the class indices, as VOC ships its labels).
 """
@@ -20,26 +20,18 @@ from torch import Tensor
 
 from cnnkit.data.images import read_image
 from cnnkit.files import atomic_write
-from cnnkit.segmentation.datasets import VOC_CLASSES, default_palette
-from cnnkit.segmentation.segmenter import Segmenter, load_segmenter, segmenter_from_checkpoint
+from cnnkit.data.masks import VOC_CLASSES, default_palette
+from cnnkit.segmentation.segmenter import Segmenter
+
+FCN_KEY = "classifier.4.weight"
 
 
-def open_segmenter(path: str | os.PathLike) -> Segmenter:
-    """A `Segmenter` from a run folder, a segmentation checkpoint or ``fcn_resnet50`` weights,
-    each file read once. Raises FileNotFoundError for a missing path and ValueError for a file
-    that is neither."""
-    from cnnkit.models.weights import read_state_dict, torch_file_or_none
-
-    path = Path(path)
-    if path.is_dir() or not path.exists():
-        return load_segmenter(path)
-    checkpoint = torch_file_or_none(path)
-    if isinstance(checkpoint, dict) and "format" in checkpoint:
-        return segmenter_from_checkpoint(checkpoint, path)
+def torchvision_fcn(state: dict, path: str | os.PathLike) -> Segmenter:
+    """A `Segmenter` of ``fcn_resnet50`` loaded with the torchvision state dict ``state`` read
+    from ``path`` (21 classes named as Pascal VOC's, other counts by number)."""
     from cnnkit.segmentation.fcn import fcn_resnet50
 
-    state, _ = read_state_dict(path, already_read=checkpoint)
-    key = "classifier.4.weight"
+    key = FCN_KEY
     if key not in state:
         raise ValueError(f"{path}: neither a cnnkit segmentation checkpoint nor an fcn_resnet50 state dict (no {key})")
     num_classes = state[key].shape[0]

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from cnnkit.data.transforms import normalize
 from cnnkit.models.weights import load_torch_file
-from cnnkit.segmentation.datasets import IGNORE_INDEX, SegmentationDataset
+from cnnkit.data.masks import IGNORE_INDEX, SegmentationDataset
 from cnnkit.segmentation.fcn import FCN, IMAGENET_MEAN, IMAGENET_STD
 from cnnkit.segmentation.metrics import confusion_matrix, segmentation_scores
 from cnnkit.segmentation.sliding import PatchClassifier, sliding_window_logits

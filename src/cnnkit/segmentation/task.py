@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from cnnkit.data.transforms import normalize
-from cnnkit.segmentation.datasets import SegmentationDataset, SegmentationSplits, run_splits
+from cnnkit.data.masks import SegmentationDataset, SegmentationSplits, run_splits
 from cnnkit.segmentation.fcn import FCN, IMAGENET_MEAN, IMAGENET_STD
 from cnnkit.segmentation.metrics import score_text
 from cnnkit.segmentation.segmenter import METHODS, TASK, Segmenter, evaluate_segmenter, segmentation_model

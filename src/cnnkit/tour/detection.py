@@ -18,7 +18,7 @@ import time
 import torch
 
 from cnnkit.detection.predict import load_detector
-from cnnkit.detection.scenes import digit_scenes
+from cnnkit.data.scenes import digit_scenes
 from cnnkit.detection.task import DetectionConfig
 from cnnkit.figures import pyplot
 from cnnkit.train import train

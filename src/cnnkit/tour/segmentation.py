@@ -9,15 +9,16 @@ import math
 import numpy as np
 import torch
 
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.detection import DetectionDataset
 from cnnkit.detection.instance_predict import draw_instances, load_mask_rcnn
 from cnnkit.detection.mask_rcnn import binary_masks
 from cnnkit.detection.mask_task import MaskRCNNConfig, MaskRCNNTask
-from cnnkit.detection.scenes import digit_scenes
+from cnnkit.data.scenes import digit_scenes
 from cnnkit.detection.splits import DetectionSplits
 from cnnkit.detection.structures import Detections
 from cnnkit.figures import pyplot
-from cnnkit.segmentation import SegmentationConfig, digit_scene_segmentation, load_segmenter
+from cnnkit.segmentation import digit_scene_segmentation, load_segmenter
+from cnnkit.segmentation.task import SegmentationConfig
 from cnnkit.segmentation.metrics import score_text
 from cnnkit.segmentation.predict import colour_mask
 from cnnkit.tour.section import Section, TourContext

@@ -9,27 +9,26 @@ detection and segmentation in their packages).
     trained = load_trained(result.run_dir)                            # model, classes, mean, std
 """
 
-from cnnkit.train.checkpoint import load_checkpoint
-from cnnkit.train.config import RunConfig, TrainConfig
-from cnnkit.train.engine import RunResult, TrainingError, resume, train
-from cnnkit.train.metrics import confusion_matrix, evaluate, per_class_accuracy, topk_correct
-from cnnkit.train.task import ClassificationTask, Step
-from cnnkit.train.trained import TrainedModel, load_trained
+import importlib
 
-__all__ = [
-    "ClassificationTask",
-    "RunConfig",
-    "RunResult",
-    "Step",
-    "TrainConfig",
-    "TrainedModel",
-    "TrainingError",
-    "confusion_matrix",
-    "evaluate",
-    "load_checkpoint",
-    "load_trained",
-    "per_class_accuracy",
-    "resume",
-    "topk_correct",
-    "train",
-]
+# Each name is imported from its module when first asked for (PEP 562), so that reading a
+# checkpoint (`cnnkit.train.checkpoint`) for inference does not load the training engine.
+_HOMES = {
+    "ClassificationTask": "task", "Step": "task",
+    "RunConfig": "config", "TrainConfig": "config",
+    "RunResult": "engine", "TrainingError": "engine", "resume": "engine", "train": "engine",
+    "confusion_matrix": "metrics", "evaluate": "metrics", "per_class_accuracy": "metrics", "topk_correct": "metrics",
+    "TrainedModel": "trained", "load_trained": "trained",
+    "load_checkpoint": "checkpoint",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'cnnkit.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"cnnkit.train.{_HOMES[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

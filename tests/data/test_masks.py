@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnkit.segmentation.datasets import (
+from cnnkit.data.masks import (
     CAMVID_CLASSES,
     coco_class_masks,
     digit_scene_segmentation,
@@ -168,7 +168,7 @@ def test_coco_files_validate_and_test_on_different_images(tmp_path):
 
 
 def test_a_run_on_image_files_reads_them_in_workers_and_reports_each_split_s_files(tmp_path):
-    from cnnkit.segmentation import SegmentationConfig
+    from cnnkit.segmentation.task import SegmentationConfig
     from cnnkit.train import train
 
     for split, names in (("train", ["t0", "t1", "t2"]), ("val", [f"v{i}" for i in range(4)])):

@@ -1,6 +1,6 @@
 """COCO instance masks: polygons and RLE read through pycocotools, for Mask R-CNN data.
 
-`read_coco_instances` reads a COCO file as `cnnkit.detection.coco.read_coco` does (the same
+`read_coco_instances` reads a COCO file as `cnnkit.data.coco.read_coco` does (the same
 validation, boxes and labels) and keeps each object's ``segmentation`` — polygons, uncompressed
 or compressed RLE — beside its box. Masks are decoded when an image is read (``dataset[i]``
 gives ``target["masks"] (G, H, W)`` bool), so a folder of large photographs costs no memory
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cnnkit.detection.coco import read_coco, validate_coco
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.coco import read_coco, validate_coco
+from cnnkit.data.detection import DetectionDataset
 
 
 def segmentation_to_rle(segmentation, height: int, width: int) -> dict:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from cnnkit.detection.augment import box_augmentation
-from cnnkit.detection.coco import coco_dict, read_coco, write_coco
-from cnnkit.detection.dataset import check_categories
-from cnnkit.detection.scenes import digit_scenes
+from cnnkit.data.coco import coco_dict, read_coco, write_coco
+from cnnkit.data.detection import check_categories
+from cnnkit.data.scenes import digit_scenes
 from cnnkit.detection.structures import Detections
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"

@@ -10,7 +10,7 @@ neither the loss nor the metrics count. Three sources:
   VOC's 255) becomes ``ignore_index``.
 - COCO instance annotations rendered to class masks (`coco_class_masks`): polygons and RLE
   decoded by pycocotools, class k = the k-th category by id, 0 the background, crowd regions void.
-- built-in digit scenes (`digit_scene_segmentation`): the detection package's scene generator,
+- built-in digit scenes (`digit_scene_segmentation`): the digit-scene generator (`cnnkit.data.scenes`),
   each digit's ink labelled with its class, everything else background.
 """
 
@@ -216,8 +216,8 @@ def coco_class_masks(annotation_file: str | os.PathLike, image_dir: str | os.Pat
     """COCO instance annotations as class masks: class 0 "background", class k the k-th category
     by id; each object's polygon or RLE is painted with its class (larger objects first, so a
     smaller object on top stays visible) and ``iscrowd`` regions become void. Annotations are
-    validated as `cnnkit.detection.coco.read_coco` does (strict: any problem raises, listing all)."""
-    from cnnkit.detection.coco import read_coco, validate_coco
+    validated as `cnnkit.data.coco.read_coco` does (strict: any problem raises, listing all)."""
+    from cnnkit.data.coco import read_coco, validate_coco
 
     detection = read_coco(annotation_file, image_dir, strict=strict)
     data = json.loads(Path(annotation_file).read_text())
@@ -272,10 +272,10 @@ DIGIT_CLASSES = ("background", *(str(d) for d in range(10)))
 
 def digit_scene_segmentation(split: str = "train", count: int | None = None, canvas: int = 64, seed: int = 0
                              ) -> SegmentationDataset:
-    """Built-in digit scenes (`cnnkit.detection.scenes.digit_scenes`: real handwritten digits,
+    """Built-in digit scenes (`cnnkit.data.scenes.digit_scenes`: real handwritten digits,
     disjoint digit pools per split) with per-pixel labels: class 0 background, class d + 1 the ink
     of digit d. ``canvas`` pixels square, digits 14-30 pixels, up to 3 per scene."""
-    from cnnkit.detection.scenes import digit_scenes
+    from cnnkit.data.scenes import digit_scenes
 
     scenes = digit_scenes(split, count, canvas=canvas, min_size=min(14, canvas), max_size=min(30, canvas),
                           max_digits=3, seed=seed)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.detection import DetectionDataset
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 DEFAULT_SIZES = {"train": 600, "val": 100, "test": 200}

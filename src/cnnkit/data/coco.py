@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from cnnkit.data.images import save_image
-from cnnkit.detection.dataset import DetectionDataset
+from cnnkit.data.detection import DetectionDataset
 from cnnkit.files import atomic_write
 
 BOX_TOLERANCE = 1.0
