@@ -101,3 +101,11 @@ def test_every_rank_of_cnnkit_train_under_torchrun_exits_zero(tmp_path):
     assert len(printed) == 1 and printed[0]["test"]["count"] == 269  # rank 0 alone prints
     assert {"learning_curves.png", "confusion_test.png"} <= {p.name for p in (tmp_path / "cli").iterdir()}
     assert [p.name for p in tmp_path.iterdir()] == ["cli"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_asking_for_cuda_without_it_is_a_usage_error(tmp_path, capsys):
+    for command in (["train"], ["detect", "train"], ["segment", "train"]):
+        assert main([*command, "--device", "cuda", "--runs-dir", str(tmp_path)]) == 2
+        assert "torch sees no CUDA device" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before a run folder was made

@@ -36,7 +36,8 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device; use device='cpu'")
+            raise ValueError("device 'cuda' requested but torch sees no CUDA device (a CPU build of torch, or no "
+                             "driver); use --device cpu or auto")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)
 
