@@ -110,6 +110,16 @@ def read_coco(
     Raises FileNotFoundError for a missing file, ValueError for bad JSON and — in strict mode —
     for any annotation problem, listing all of them and suggesting lenient mode.
     """
+    return read_coco_annotations(annotation_file, image_dir, strict, include_crowd)[0]
+
+
+def read_coco_annotations(
+    annotation_file: str | os.PathLike, image_dir: str | os.PathLike | None = None, strict: bool = True,
+    include_crowd: bool = False,
+) -> tuple[DetectionDataset, dict]:
+    """`read_coco`'s dataset and the valid annotations of each image id (crowds included), from
+    one reading of the file: what readers of the segmentations (`cnnkit.data.coco_masks`,
+    `cnnkit.data.masks`) need besides the boxes."""
     annotation_file = Path(annotation_file)
     if not annotation_file.is_file():
         raise FileNotFoundError(f"{annotation_file}: annotation file not found")
@@ -148,10 +158,11 @@ def read_coco(
         images.append(path)
         targets.append({"boxes": boxes, "labels": labels, "size": (image["height"], image["width"])})
         image_ids.append(image["id"])
-    return DetectionDataset(
+    dataset = DetectionDataset(
         images, targets, [c.get("name", str(c["id"])) for c in categories], [c["id"] for c in categories],
         image_ids, name=str(annotation_file), problems=problems + notes,
     )
+    return dataset, by_image
 
 
 def _default_image_dir(annotation_file: Path) -> Path:

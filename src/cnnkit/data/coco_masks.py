@@ -10,15 +10,13 @@ pycocotools as they are.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from cnnkit.data.coco import read_coco, validate_coco
+from cnnkit.data.coco import read_coco_annotations
 from cnnkit.data.detection import DetectionDataset
 
 
@@ -52,15 +50,9 @@ def read_coco_instances(annotation_file: str | os.PathLike, image_dir: str | os.
                         strict: bool = True) -> DetectionDataset:
     """`read_coco` plus each object's segmentation (``target["segmentation"]``, decoded into
     ``target["masks"]`` on access). An object without a segmentation gets its box as its mask."""
-    dataset = read_coco(annotation_file, image_dir, strict=strict)
-    data = json.loads(Path(annotation_file).read_text())
-    good, _, _ = validate_coco(data, str(annotation_file))
-    by_image: dict = {}
-    for annotation in good:
-        if not annotation.get("iscrowd", 0):  # read_coco leaves crowds out of the targets
-            by_image.setdefault(annotation["image_id"], []).append(annotation)
+    dataset, by_image = read_coco_annotations(annotation_file, image_dir, strict=strict)
     for image_id, target in zip(dataset.image_ids, dataset.targets):
-        annotations = by_image.get(image_id, [])
+        annotations = [a for a in by_image.get(image_id, []) if not a.get("iscrowd", 0)]  # as the targets
         target["segmentation"] = [a.get("segmentation") or [_box_polygon(a["bbox"])] for a in annotations]
     return dataset.with_transform(_with_masks)
 

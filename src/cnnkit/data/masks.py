@@ -17,7 +17,6 @@ neither the loss nor the metrics count. Three sources:
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from cnnkit.data.coco_masks import segmentation_to_rle
 from cnnkit.data.images import check_image, read_image
 
 IGNORE_INDEX = 255
@@ -217,18 +217,11 @@ def coco_class_masks(annotation_file: str | os.PathLike, image_dir: str | os.Pat
     by id; each object's polygon or RLE is painted with its class (larger objects first, so a
     smaller object on top stays visible) and ``iscrowd`` regions become void. Annotations are
     validated as `cnnkit.data.coco.read_coco` does (strict: any problem raises, listing all)."""
-    from cnnkit.data.coco import read_coco, validate_coco
+    from cnnkit.data.coco import read_coco_annotations
 
-    detection = read_coco(annotation_file, image_dir, strict=strict)
-    data = json.loads(Path(annotation_file).read_text())
-    good, _, _ = validate_coco(data, str(annotation_file))
-    categories = sorted(data["categories"], key=lambda c: c["id"])
-    label_of = {c["id"]: k + 1 for k, c in enumerate(categories)}
-    by_image: dict = {}
-    for annotation in good:
-        if "segmentation" in annotation:
-            by_image.setdefault(annotation["image_id"], []).append(annotation)
-    masks = [_CocoMask(by_image.get(image_id, []), label_of, tuple(target["size"]))
+    detection, by_image = read_coco_annotations(annotation_file, image_dir, strict=strict)
+    label_of = {category_id: k + 1 for k, category_id in enumerate(detection.category_ids)}
+    masks = [_CocoMask([a for a in by_image.get(image_id, []) if "segmentation" in a], label_of, tuple(target["size"]))
              for image_id, target in zip(detection.image_ids, detection.targets)]
     classes = ["background", *detection.categories]
     return SegmentationDataset(list(detection.images), masks, classes, name=str(annotation_file))
@@ -247,24 +240,13 @@ class _CocoMask:
         mask = np.zeros((height, width), dtype=np.int64)
         crowd = np.zeros((height, width), dtype=bool)
         for annotation in sorted(self.annotations, key=lambda a: -float(a.get("area", 0))):
-            binary = coco_mask.decode(_rle(annotation["segmentation"], height, width)).astype(bool)
+            binary = coco_mask.decode(segmentation_to_rle(annotation["segmentation"], height, width)).astype(bool)
             if annotation.get("iscrowd", 0):
                 crowd |= binary
             else:
                 mask[binary] = self.label_of[annotation["category_id"]]
         mask[crowd] = IGNORE_INDEX
         return torch.from_numpy(mask)
-
-
-def _rle(segmentation, height: int, width: int):
-    """A COCO segmentation (polygons, uncompressed or compressed RLE) as one compressed RLE."""
-    from pycocotools import mask as coco_mask
-
-    if isinstance(segmentation, list):
-        return coco_mask.merge(coco_mask.frPyObjects(segmentation, height, width))
-    if isinstance(segmentation.get("counts"), list):
-        return coco_mask.frPyObjects(segmentation, height, width)
-    return segmentation
 
 
 DIGIT_CLASSES = ("background", *(str(d) for d in range(10)))
