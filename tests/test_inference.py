@@ -80,3 +80,14 @@ def test_a_folder_that_is_not_a_run_and_weights_that_fit_nothing(tmp_path):
     torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "odd.pt")
     with pytest.raises(ValueError, match="no registered architecture has exactly these 1 tensors"):
         open_model(tmp_path / "odd.pt")
+
+
+def test_a_run_stopped_before_its_first_epoch_opens_as_its_task(tmp_path):
+    from cnnkit.segmentation.task import SegmentationConfig
+
+    run = train(SegmentationConfig(epochs=1, batch_size=4, train_images=8, val_images=2, test_images=2,
+                                   runs_dir=str(tmp_path), name="early", checkpoint_every_seconds=0),
+                progress=False, stop_after_steps=1).run_dir
+    assert not (run / "best.pt").exists()
+    opened = open_model(run)
+    assert opened.task == "segmentation" and opened.source == run / "last.pt" and len(opened.classes) == 11

@@ -78,19 +78,18 @@ def open_model(path: str | os.PathLike, architecture: str | None = None) -> Open
     `WeightsMismatchError` when the weights fit no registered architecture (or not the one
     named), and `cnnkit.models.weights`' errors for corrupt or unsafe files.
     """
-    from cnnkit.train.checkpoint import BEST, load_latest
-    from cnnkit.train.trained import trained_from_checkpoint
+    from cnnkit.train.checkpoint import BEST, LAST, PREVIOUS, load_latest
 
     path = Path(path)
     if path.is_dir():
         if (path / BEST).exists():
             path = path / BEST
-        elif not any((path / name).exists() for name in ("last.pt", "previous.pt")):
-            raise ValueError(f"{path} is a folder but not a cnnkit run (no best.pt or last.pt); "
+        elif not any((path / name).exists() for name in (LAST, PREVIOUS)):
+            raise ValueError(f"{path} is a folder but not a cnnkit run (no {BEST} or {LAST}); "
                              "pass a run folder, a checkpoint or a weights file")
-        else:
+        else:  # a run stopped before its first epoch ended: its last good checkpoint
             state, path = load_latest(path)
-            return _opened_classifier(trained_from_checkpoint(state, path))
+            return _opened_checkpoint(state, path)
     path = existing_file(path)
     checkpoint = torch_file_or_none(path)
     if isinstance(checkpoint, dict) and "format" in checkpoint:

@@ -48,9 +48,6 @@ HELPS = {
     "method": "faster-rcnn, fast-rcnn or rcnn",
     "data": "digit-scenes or a COCO annotation JSON",
     "backbone": "small, vgg16, resnet18-c4, resnet50-c4, resnet18-fpn or resnet50-fpn",
-    "epochs": "passes over the training images",
-    "batch_size": "images per step",
-    "lr": "peak learning rate",
     "warmup_steps": "steps of linear learning-rate warm-up",
     "patience": "stop after this many epochs without a better validation mAP; 0: never",
     "train_images": "use only this many training images",
@@ -64,10 +61,6 @@ HELPS = {
                  "backbone and fc6-fc7; Fast → Faster: all but the RPN) instead of pre-training",
     "augment": "random rescale and crop that keep boxes right (Faster R-CNN)",
     "lenient": "drop bad COCO annotations and list them instead of failing",
-    "threads": "torch threads (1 is fastest on a busy shared CPU)",
-    "seed": "seed of data, splits and initialisation",
-    "runs_dir": "folder of run folders",
-    "name": "run folder name; without one METHOD-DATA (then -2, -3…)",
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cnnkit.cli.output import print_result
 from cnnkit.cli.runs import add_device_option, add_evaluate_command, add_train_options
-from cnnkit.cli.train import add_config_options, given_options, train_or_resume
+from cnnkit.cli.train import RUN_HELPS, add_config_options, given_options, train_or_resume
 
 TRAIN_EXAMPLES = """\
 examples:
@@ -53,17 +53,15 @@ Mask R-CNN: OUT/NAME_instances.png (outlined, labelled instance masks) and OUT/i
 
 
 HELPS = {
-    "data": "digit-scenes, a CamVid or VOC folder, or a COCO JSON", "epochs": "passes over the training images",
-    "variant": "FCN skip architecture: 32s, 16s or 8s", "batch_size": "images per step", "lr": "peak learning rate",
+    "data": "digit-scenes, a CamVid or VOC folder, or a COCO JSON",
+    "variant": "FCN skip architecture: 32s, 16s or 8s",
     "backbone": "FCN: a cnnkit ResNet, resnet18 … resnet152; Mask R-CNN: small, resnet18-fpn, …",
     "optimizer": "adamw or sgd", "patch_size": "sliding window: odd patch side",
     "patches_per_image": "sliding window: pixels sampled per training image", "flip": "random horizontal flips",
     "crop_size": "random square training crops (for images of different sizes)",
     "train_images": "training images (all; digit scenes: 1000)", "val_images": "validation images (all; digit scenes: 50)",
-    "test_images": "test images (all; digit scenes: 100)", "seed": "seed of data, splits and initialisation",
+    "test_images": "test images (all; digit scenes: 100)",
     "lenient": "drop bad COCO annotations and list them instead of failing",
-    "threads": "torch threads (1 is often fastest on a busy shared CPU)", "runs_dir": "folder of run folders",
-    "name": "run folder name (none: METHOD-DATA, then METHOD-DATA-2…)",
     "min_size": "Mask R-CNN: resize the short side to this", "max_size": "Mask R-CNN: cap on the long side",
 }
 """The help of the config fields; where Mask R-CNN's default differs, its default is added."""
@@ -74,14 +72,12 @@ def _weakest(iou: dict) -> str:
     return ", ".join(f"{name} {value:.3f}" for value, name in weakest)
 
 
-def _run_values(path: str) -> dict:
-    """The config.json of the run that ``path`` (a run folder or a checkpoint in one) belongs to,
-    with the ``runs`` of runs written before the training engine read as ``runs_dir``."""
-    run = Path(path) if Path(path).is_dir() else Path(path).parent
-    if not (run / "config.json").is_file():
-        raise FileNotFoundError(f"{run}: no config.json (expected a run folder of cnnkit segment train)")
-    values = json.loads((run / "config.json").read_text())
-    return {("runs_dir" if key == "runs" else key): value for key, value in values.items()}
+def _resumed_method(run: str) -> str:
+    """The method in the config.json of the run folder ``run`` (a Mask R-CNN config names none)."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected a run folder of cnnkit segment train)")
+    return json.loads(path.read_text()).get("method", "mask-rcnn")
 
 
 def _config_class(args):
@@ -90,7 +86,7 @@ def _config_class(args):
     from cnnkit.detection.mask_task import MaskRCNNConfig
     from cnnkit.segmentation.task import SegmentationConfig
 
-    method = args.method or (_run_values(args.resume).get("method", "mask-rcnn") if args.resume else "fcn")
+    method = args.method or (_resumed_method(args.resume) if args.resume else "fcn")
     chosen, other = (MaskRCNNConfig, SegmentationConfig) if method == "mask-rcnn" else (SegmentationConfig, MaskRCNNConfig)
     known = {field.name for field in dataclasses.fields(chosen)} | {"method"}
     stray = ["--" + name.replace("_", "-") for name in given_options(args, other) if name not in known]
@@ -122,7 +118,7 @@ def evaluate_command(args) -> int:
 
     opened = open_model(args.run)  # the file read once, whatever it holds
     if opened.task == "instance-segmentation" and opened.config is not None:
-        return _evaluate_instances(args, opened.model)
+        return _evaluate_instances(args, opened.model, opened.config)
     if opened.task != "segmentation" or opened.config is None:
         raise ValueError(f"{args.run}: not a cnnkit segmentation or Mask R-CNN run or checkpoint")
     segmenter = opened.model
@@ -142,7 +138,7 @@ def evaluate_command(args) -> int:
     return 0
 
 
-def _evaluate_instances(args, model) -> int:
+def _evaluate_instances(args, model, config: dict) -> int:
     from cnnkit.detection.instance_predict import evaluate_mask_rcnn
     from cnnkit.detection.mask_task import MaskRCNNConfig, load_instance_splits
     from cnnkit.train.distributed import resolve_device
@@ -152,7 +148,7 @@ def _evaluate_instances(args, model) -> int:
 
         dataset = read_coco_instances(args.data, args.images, strict=not args.lenient)
     else:
-        dataset = load_instance_splits(MaskRCNNConfig.from_dict(_run_values(args.run)))[
+        dataset = load_instance_splits(MaskRCNNConfig.from_dict(config))[
             ("train", "val", "test").index(args.split)]
     result = evaluate_mask_rcnn(model, dataset, device=resolve_device(args.device))
     print_result(args, result, [
@@ -221,7 +217,7 @@ def add_train_command(commands, formatter) -> None:
     parser.add_argument("--images", "--image-dir", dest="image_dir",
                         help="image folder of a COCO --data (default: found beside it)")
     segmentation = {field.name: field.default for field in dataclasses.fields(SegmentationConfig)}
-    helps = dict(HELPS)
+    helps = {**RUN_HELPS, **HELPS}
     for field in dataclasses.fields(MaskRCNNConfig):
         if field.name in segmentation and field.default != segmentation[field.name]:
             helps[field.name] = f"{helps.get(field.name, '')}; Mask R-CNN default: {field.default}".lstrip("; ")

@@ -69,13 +69,24 @@ def _field_type(annotation) -> tuple[type, bool]:
     return annotation, False
 
 
+RUN_HELPS = {
+    "epochs": "passes over the training images", "batch_size": "images per step", "lr": "peak learning rate",
+    "seed": "seed of data, splits and initialisation",
+    "threads": "torch threads (1 is often fastest on a busy shared CPU)", "runs_dir": "folder of run folders",
+    "name": "run folder name; without one a name from the model and data (then -2, -3…)",
+    "patience": "stop after this many epochs without a better validation figure; 0: never",
+}
+"""The help of the engine's fields (`RunConfig`) on every train command; a task's own may override."""
+
+
 def add_config_options(parser: argparse.ArgumentParser, config_class=TrainConfig, helps: dict | None = None,
                        skip: tuple[str, ...] = ()) -> None:
     """One ``--field-name`` option per field of ``config_class`` (a `RunConfig`), typed, with
-    its help from ``helps`` and the field's default. Options left out parse as None, so that
-    `given_options` can tell them from options given (what ``--resume`` may change)."""
+    its help from ``helps`` (over `RUN_HELPS`) and the field's default. Options left out parse
+    as None, so that `given_options` can tell them from options given (what ``--resume`` may
+    change)."""
     hints = typing.get_type_hints(config_class)
-    helps = helps or {}
+    helps = {**RUN_HELPS, **(helps or {})}
     group = parser.add_argument_group(f"training configuration ({config_class.__module__}.{config_class.__name__})")
     for field in dataclasses.fields(config_class):
         if field.name in skip:

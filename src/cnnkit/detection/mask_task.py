@@ -56,7 +56,11 @@ class MaskRCNNTask(DetectionTask):
 
     def load_data(self, config: MaskRCNNConfig) -> DetectionSplits:
         self.config, self.augmentation = config, None
-        return self.announced(load_instance_splits(config))
+        return self.announced(self.splits(config))
+
+    def splits(self, config: MaskRCNNConfig) -> DetectionSplits:
+        """The data's (train, val, test) with instance masks (`load_instance_splits`)."""
+        return load_instance_splits(config)
 
     def build_model(self, config: MaskRCNNConfig, data: DetectionSplits, initialise: bool = True) -> nn.Module:
         return mask_rcnn(config.backbone, data.train.categories, min_size=config.min_size, max_size=config.max_size)

@@ -46,11 +46,10 @@ def instance_scenes(split: str, count: int, seed: int) -> DetectionDataset:
 class OneClassScenes(MaskRCNNTask):
     """Mask R-CNN's task on the segmentation scenes with every digit one class (`instance_scenes`)."""
 
-    def load_data(self, config: MaskRCNNConfig) -> DetectionSplits:
-        self.config, self.augmentation = config, None
+    def splits(self, config: MaskRCNNConfig) -> DetectionSplits:
         counts = (config.train_images, config.val_images, config.test_images)
-        return self.announced(DetectionSplits(*(instance_scenes(split, count, config.seed)
-                                                for split, count in zip(DetectionSplits._fields, counts))))
+        return DetectionSplits(*(instance_scenes(split, count, config.seed)
+                                 for split, count in zip(DetectionSplits._fields, counts)))
 
 
 def mask_rcnn_config(context: TourContext, steps: int) -> MaskRCNNConfig:

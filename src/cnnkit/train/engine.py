@@ -355,12 +355,13 @@ class _Run:
         """Finish the best model (closed-form stages), test it and write the report."""
         barrier(self.processes)  # best.pt is complete before anyone reads it
         best_path = self.run_dir / BEST
-        if best_path.exists():
-            self.model.load_state_dict(load_checkpoint(best_path)["model"])
+        best = load_checkpoint(best_path) if best_path.exists() else None
+        if best is not None:
+            self.model.load_state_dict(best["model"])
         if hasattr(self.task, "finish"):
             self.task.finish(self.model, self.data, self.config)
-            if self.processes.is_main and best_path.exists():
-                save_checkpoint({**load_checkpoint(best_path), "model": self.model.state_dict()}, best_path)
+            if self.processes.is_main and best is not None:
+                save_checkpoint({**best, "model": self.model.state_dict()}, best_path)
         test = self.task.evaluate(self.model, self.data.test, self.data, self.config, self.device)
         report = {}
         if self.processes.is_main:
